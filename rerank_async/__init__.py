@@ -1,0 +1,57 @@
+"""rerank_async: a fast, safe async client for reranker APIs.
+
+Quickstart::
+
+    from rerank_async import RerankClient
+
+    async with RerankClient() as client:
+        result = await client.rerank("What is the capital of France?", documents, top_k=5)
+        for ranked in result.results:
+            print(ranked.index, ranked.score, ranked.document)
+"""
+
+from __future__ import annotations
+
+from ._client import NOT_GIVEN, ClientOptions, NotGiven, RerankClient
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    RateLimitError,
+    RerankError,
+    ResponseValidationError,
+    ServerError,
+)
+from ._models import RankedDocument, RerankResult, Usage
+from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
+from ._version import __version__
+from .providers import BatchScores, DeepInfraProvider, Provider
+
+__all__ = [
+    "NOT_GIVEN",
+    "RETRYABLE_STATUS_CODES",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchScores",
+    "ClientOptions",
+    "DeepInfraProvider",
+    "NotFoundError",
+    "NotGiven",
+    "Provider",
+    "RankedDocument",
+    "RateLimitError",
+    "RerankClient",
+    "RerankError",
+    "RerankResult",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "ServerError",
+    "Usage",
+    "__version__",
+]

@@ -1,0 +1,43 @@
+"""Default values and environment-variable names, written once.
+
+The defaults are tuned for DeepInfra's hosted rerankers; the README's
+"Configuration" section explains each choice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_MODEL: Final = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+DEEPINFRA_BASE_URL: Final = "https://api.deepinfra.com/v1/inference"
+
+# 64 (query, document) pairs fill a cross-encoder's GPU batch well and keep one
+# request's latency near 100 ms; larger requests mostly add queueing delay.
+DEFAULT_BATCH_SIZE: Final = 64
+# Below 8 documents a request's fixed cost (TLS, HTTP, routing, tokenizer
+# start-up) outweighs what spreading a call over more requests saves.
+DEFAULT_MIN_BATCH_SIZE: Final = 8
+# DeepInfra allows 200 concurrent requests per model per account. One client
+# takes 32 so that several workers or processes can share an account without
+# tripping the limit (which DeepInfra answers with 429).
+DEFAULT_MAX_CONCURRENCY: Final = 32
+DEFAULT_MAX_RETRIES: Final = 4
+
+# Seconds. Reading allows for a cold model scaling up; connecting does not.
+DEFAULT_TIMEOUT: Final = 60.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+
+# Backoff, seconds: exponential with full jitter between 0 and
+# min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2**(attempt - 1)).
+DEFAULT_RETRY_INITIAL_DELAY: Final = 0.5
+DEFAULT_RETRY_MAX_DELAY: Final = 8.0
+# A server's Retry-After is obeyed up to this many seconds, then capped.
+DEFAULT_MAX_RETRY_AFTER: Final = 60.0
+
+# Environment variables, read once when a client is created.
+ENV_DEEPINFRA_TOKEN: Final = "DEEPINFRA_TOKEN"  # noqa: S105  # a variable name, not a secret
+ENV_DEEPINFRA_API_KEY: Final = "DEEPINFRA_API_KEY"
+ENV_BASE_URL: Final = "RERANK_ASYNC_BASE_URL"
+ENV_MODEL: Final = "RERANK_ASYNC_MODEL"
+
+LOGGER_NAME: Final = "rerank_async"

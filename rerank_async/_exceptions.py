@@ -1,0 +1,144 @@
+"""The errors that ``RerankClient`` raises.
+
+Every failure of a call surfaces as exactly one of these (never an
+``ExceptionGroup``, a ``tenacity.RetryError`` or a raw ``httpx`` error)::
+
+    RerankError
+    ├── APIConnectionError           no response; __cause__ is the httpx error
+    │   └── APITimeoutError          a request or the call's deadline timed out
+    ├── APIStatusError               .status_code, .message, .request_id, .body
+    │   ├── BadRequestError          400, 413, 422
+    │   ├── AuthenticationError      401, 403
+    │   ├── NotFoundError            404 (unknown model or wrong base URL)
+    │   ├── RateLimitError           429
+    │   └── ServerError              5xx
+    └── ResponseValidationError      2xx, but a body that does not fit
+
+Invalid arguments raise ``TypeError`` or ``ValueError`` before any request.
+Every message names the endpoint, the model and the documents involved.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "NotFoundError",
+    "RateLimitError",
+    "RerankError",
+    "ResponseValidationError",
+    "ServerError",
+]
+
+
+class RerankError(Exception):
+    """Base class of every error a rerank call raises.
+
+    Attributes:
+        url: The endpoint, when a request was involved.
+        model: The model name.
+        document_range: ``(start, stop)`` indices of the call's documents that
+            the failed request carried, when a single batch failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.model = model
+        self.document_range = document_range
+
+
+class APIConnectionError(RerankError):
+    """No usable response arrived: refused, reset or dropped connection."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A request timed out, or the call's ``total_timeout`` passed.
+
+    Attributes:
+        documents_scored: For a call deadline, how many documents had their
+            score when it passed; ``None`` for a single request's timeout.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+        documents_scored: int | None = None,
+    ) -> None:
+        super().__init__(message, url=url, model=model, document_range=document_range)
+        self.documents_scored = documents_scored
+
+
+class APIStatusError(RerankError):
+    """The server answered with a non-success status code.
+
+    Attributes:
+        status_code: The HTTP status.
+        server_message: The server's own error message, as it sent it.
+        request_id: The server's request id, when it sent one.
+        body: The response body, decoded from JSON when possible.
+        retry_after: Seconds the server asked us to wait, when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+        server_message: str = "",
+        request_id: str | None = None,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, url=url, model=model, document_range=document_range)
+        self.status_code = status_code
+        self.server_message = server_message
+        self.request_id = request_id
+        self.body = body
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """400, 413 or 422: the server rejected the request as sent."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403: the API key is missing, wrong, or not allowed."""
+
+
+class NotFoundError(APIStatusError):
+    """404: usually an unknown model name or a wrong base URL."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests in flight, or the model is scaling up."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+class ResponseValidationError(RerankError):
+    """A 2xx response whose body is not what the wire format promises.
+
+    Examples: not JSON, no ``scores``, the wrong number of scores, a
+    non-numeric or non-finite score, a repeated or missing result index.
+    """

@@ -1,0 +1,96 @@
+"""The public result types of a rerank call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
+
+from ._batching import rank_indices
+
+__all__ = ["RankedDocument", "RerankResult", "Usage"]
+
+
+class Usage(BaseModel):
+    """What a call cost.
+
+    Attributes:
+        documents: Documents passed in.
+        unique_documents: Distinct documents actually sent (duplicates are
+            scored once).
+        batches: Batches the documents were split into, splits after a
+            "batch too large" answer included.
+        requests: HTTP requests sent, retries included.
+        retries: Requests that were retries of a failed one.
+        input_tokens: Tokens the server reported, summed; ``None`` when it
+            reported none.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    documents: int = 0
+    unique_documents: int = 0
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    input_tokens: int | None = None
+
+
+class RankedDocument(BaseModel):
+    """One document in ranked order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    """Position of the document in the call's ``documents``."""
+    score: float
+    document: str
+
+
+class RerankResult(BaseModel):
+    """Scores of one call, in input order, and the ranking they imply.
+
+    Attributes:
+        model: The model that scored the documents.
+        scores: One score per input document, ``scores[i]`` for ``documents[i]``.
+        top_k: The cut applied to ``results``; ``None`` keeps every document.
+        usage: Requests, retries and tokens the call took.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    scores: list[float]
+    top_k: int | None = None
+    usage: Usage = Usage()
+    _documents: Sequence[str] = PrivateAttr(default=())
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: str,
+        documents: Sequence[str],
+        scores: list[float],
+        top_k: int | None,
+        usage: Usage,
+    ) -> RerankResult:
+        """Assemble a result from scores the client already checked."""
+        result = cls(model=model, scores=scores, top_k=top_k, usage=usage)
+        result._documents = documents
+        return result
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
+    @cached_property
+    def results(self) -> list[RankedDocument]:
+        """Documents best first (ties: lower index first), cut to ``top_k``.
+
+        Built on first access, so callers that only need ``scores`` pay nothing
+        for ranking.
+        """
+        documents = self._documents
+        return [
+            RankedDocument(index=i, score=self.scores[i], document=documents[i])
+            for i in rank_indices(self.scores, self.top_k)
+        ]

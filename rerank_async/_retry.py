@@ -1,0 +1,230 @@
+"""When to retry a batch, how long to wait, and the retry loop itself.
+
+This is the only module that imports tenacity. The rules follow the OpenAI and
+Anthropic SDKs: retry connection failures, timeouts and the transient statuses
+below; never retry a request the server rejected as malformed or unauthorized.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Final, TypeVar
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+
+from ._constants import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+)
+from ._exceptions import APIConnectionError, APIStatusError, ResponseValidationError
+
+__all__ = [
+    "RETRYABLE_STATUS_CODES",
+    "RetryPolicy",
+    "backoff_delay",
+    "call_with_retries",
+    "is_retryable",
+    "parse_retry_after",
+]
+
+T = TypeVar("T")
+
+# 408 request timeout, 409 conflict (lock contention), 425 too early, 429 rate
+# limit or model scaling up (DeepInfra), 500/502/503/504 server and gateway
+# faults, 529 overloaded (Anthropic-style). 501 and 505 are permanent.
+RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+# 2**62 seconds is already absurd; a larger exponent would overflow float math.
+_MAX_BACKOFF_EXPONENT: Final = 62
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a failed batch is worth sending again.
+
+    Connection failures and timeouts, the transient statuses in
+    ``RETRYABLE_STATUS_CODES``, and malformed 2xx bodies (a truncating proxy
+    or an overloaded server) are; every other status is final.
+    """
+    if isinstance(error, APIStatusError):
+        return error.status_code in RETRYABLE_STATUS_CODES
+    return isinstance(error, APIConnectionError | ResponseValidationError)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait, or ``None`` when it does not say.
+
+    Reads ``retry-after-ms`` (milliseconds, sent by OpenAI-style servers) first,
+    then ``Retry-After`` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+    A date in the past means "now": 0.
+
+    Args:
+        headers: Response headers (case-insensitive lookups, as httpx gives).
+        now: Unix time to measure an HTTP-date against; the wall clock if None.
+    """
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        value = _finite_float(milliseconds)
+        if value is not None:
+            return max(value / 1000.0, 0.0)
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    value = _finite_float(raw)
+    if value is not None:
+        return max(value, 0.0)
+    try:
+        when = parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; be lenient with servers that omit it
+        return None
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+def _finite_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    initial_delay: float,
+    max_delay: float,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Exponential backoff with full jitter (AWS Architecture Blog, 2015).
+
+    The ceiling doubles per attempt from ``initial_delay`` up to ``max_delay``;
+    the wait is drawn uniformly below it so that batches failed together do
+    not retry in lockstep.
+
+    Args:
+        attempt: 1 for the wait after the first failure.
+        initial_delay: Ceiling after the first failure, seconds.
+        max_delay: Largest ceiling, seconds.
+        uniform: Random draw, injectable for tests.
+    """
+    exponent = min(max(attempt - 1, 0), _MAX_BACKOFF_EXPONENT)
+    ceiling = min(max_delay, initial_delay * 2.0**exponent)
+    return uniform(0.0, ceiling) if ceiling > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a batch is retried.
+
+    Attributes:
+        max_retries: Retries after the first attempt; 0 disables retrying.
+        initial_delay: Backoff ceiling after the first failure, seconds.
+        max_delay: Largest backoff ceiling, seconds.
+        max_retry_after: Most seconds a server's ``Retry-After`` is obeyed.
+        sleep: How to wait; tests inject a fake that records delays.
+        uniform: Random draw for jitter; tests inject a fixed one.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
+    uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+
+    def delay_for(self, attempt: int, error: BaseException | None) -> float:
+        """Seconds to wait after failed attempt number ``attempt``.
+
+        A server's ``Retry-After`` wins (capped at ``max_retry_after``), since
+        it knows when capacity returns; otherwise jittered exponential backoff.
+        DeepInfra's 429s while a model scales up usually carry no
+        ``Retry-After``, so they take the backoff path.
+        """
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, float | int):
+            return min(float(retry_after), self.max_retry_after)
+        return backoff_delay(
+            attempt,
+            initial_delay=self.initial_delay,
+            max_delay=self.max_delay,
+            uniform=self.uniform,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A retry about to happen, for logging and usage counting."""
+
+    attempt: int
+    delay: float
+    error: BaseException
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next wait would end past the call's deadline.
+
+    Sleeping into a deadline only to be cancelled hides the real failure; the
+    caller gets the last error instead. The deadline is on anyio's clock, the
+    one ``move_on_after`` uses.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return anyio.current_time() + retry_state.upcoming_sleep >= self._deadline
+
+
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    deadline: float = math.inf,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+) -> T:
+    """Run ``attempt`` until it succeeds, fails for good, or retries run out.
+
+    Args:
+        attempt: One try; it raises a ``RerankError`` on failure.
+        policy: Retry limits and backoff.
+        deadline: ``anyio.current_time()`` value after which no retry starts.
+        on_retry: Called before each backoff sleep.
+
+    Returns:
+        What the successful attempt returned.
+
+    Raises:
+        The last attempt's error, unchanged (never ``tenacity.RetryError``).
+    """
+    stop: stop_base = stop_after_attempt(policy.max_retries + 1)
+    if math.isfinite(deadline):
+        stop = stop | _StopAtDeadline(deadline)
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            if error is not None:
+                on_retry(RetryEvent(state.attempt_number, state.upcoming_sleep, error))
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(is_retryable),
+        stop=stop,
+        wait=lambda state: policy.delay_for(
+            state.attempt_number, state.outcome.exception() if state.outcome else None
+        ),
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return await retrying(attempt)

@@ -1,0 +1,166 @@
+"""One batch, one POST: send it, map every failure to a typed error, decode the body."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+from httpx._client import UseClientDefault
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+)
+from ._retry import parse_retry_after
+from .providers import BatchScores, Provider
+
+__all__ = ["BatchRequest", "TimeoutTypes", "Transport"]
+
+# What httpx accepts as a per-request timeout; UseClientDefault defers to the client.
+TimeoutTypes = httpx.Timeout | float | None | UseClientDefault
+
+logger = logging.getLogger("rerank_async")
+
+_STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+_REDACTED: Final = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One encoded batch and where its documents sit in the call.
+
+    Attributes:
+        body: The encoded JSON body, built once and reused by every retry.
+        n_documents: Documents in the batch.
+        document_range: ``(start, stop)`` in the caller's document indices.
+    """
+
+    body: bytes
+    n_documents: int
+    document_range: tuple[int, int]
+
+
+class Transport:
+    """Sends batches to one endpoint and turns the answer into scores or an error."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient,
+        provider: Provider,
+        url: str,
+        model: str,
+        headers: dict[str, str],
+        timeout: TimeoutTypes,
+        api_key: str | None,
+    ) -> None:
+        self._http = http_client
+        self._provider = provider
+        self._url = url
+        self._model = model
+        self._headers = headers
+        self._timeout = timeout
+        self._api_key = api_key
+
+    async def send(self, batch: BatchRequest) -> BatchScores:
+        """POST one batch and return its scores in batch order.
+
+        Raises:
+            APITimeoutError: The request timed out.
+            APIConnectionError: No response (refused, reset, dropped).
+            APIStatusError: A non-2xx answer, as its typed subclass.
+            ResponseValidationError: A 2xx body that does not fit.
+        """
+        started = time.perf_counter()
+        try:
+            response = await self._http.post(
+                self._url, content=batch.body, headers=self._headers, timeout=self._timeout
+            )
+        except httpx.TimeoutException as error:
+            raise APITimeoutError(
+                self._describe(batch, f"timed out ({type(error).__name__})"),
+                url=self._url,
+                model=self._model,
+                document_range=batch.document_range,
+            ) from error
+        except httpx.RequestError as error:
+            raise APIConnectionError(
+                self._describe(batch, f"connection failed: {type(error).__name__}: {error}"),
+                url=self._url,
+                model=self._model,
+                document_range=batch.document_range,
+            ) from error
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if logger.isEnabledFor(logging.DEBUG):
+            start, stop = batch.document_range
+            logger.debug(
+                "POST %s documents [%d, %d) -> %d in %.1f ms",
+                self._url, start, stop, response.status_code, elapsed_ms,
+            )  # fmt: skip
+        if not response.is_success:
+            raise self._status_error(batch, response)
+        try:
+            return self._provider.decode_response(response.content, batch.n_documents)
+        except ValueError as error:
+            raise ResponseValidationError(
+                self._describe(batch, f"invalid response body: {self._redact(str(error))}"),
+                url=self._url,
+                model=self._model,
+                document_range=batch.document_range,
+            ) from error
+
+    def _status_error(self, batch: BatchRequest, response: httpx.Response) -> APIStatusError:
+        status = response.status_code
+        message = self._redact(
+            self._provider.error_message(response.content) or response.reason_phrase
+        )
+        error_class = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
+        detail = f"HTTP {status}: {message}"
+        if error_class is AuthenticationError and self._api_key is None:
+            env_names = " or ".join(self._provider.api_key_env_vars) or "api_key"
+            detail += f" (no API key is configured: pass api_key= or set {env_names})"
+        return error_class(
+            self._describe(batch, detail),
+            status_code=status,
+            server_message=message,
+            url=self._url,
+            model=self._model,
+            document_range=batch.document_range,
+            request_id=response.headers.get("x-request-id"),
+            body=_decoded_body(response.content),
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def _describe(self, batch: BatchRequest, detail: str) -> str:
+        start, stop = batch.document_range
+        return f"{detail} [POST {self._url}, model {self._model}, documents {start}..{stop - 1}]"
+
+    def _redact(self, text: str) -> str:
+        # A server that echoes the request's headers must not leak the key into our errors.
+        return text.replace(self._api_key, _REDACTED) if self._api_key else text
+
+
+def _decoded_body(content: bytes) -> object:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode("utf-8", errors="replace")

@@ -1,0 +1,122 @@
+"""The small interface every wire format implements.
+
+A provider knows its endpoint path, auth header, request body and response
+shape. Batching, concurrency, retries and merging live in the client and are
+the same for every provider.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+__all__ = ["BatchScores", "Provider", "error_message_from_body"]
+
+# TEI: "batch size 33 > maximum allowed batch size 32"; Infinity and others say
+# much the same. The number tells the client the size that will work.
+_MAX_BATCH_PATTERN: Final = re.compile(r"maximum allowed batch size\D{0,8}(\d+)", re.IGNORECASE)
+_TOO_LARGE_PATTERN: Final = re.compile(
+    r"(batch size \d+ > |too many (documents|inputs|texts)|batch.{0,20}too large)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """What one successful request returned.
+
+    Attributes:
+        scores: One score per document of the batch, in the batch's order.
+        input_tokens: Tokens the server counted, when it says.
+        request_id: The server's id for the request, when it says.
+        runtime_ms: Server-side inference time, when it says.
+    """
+
+    scores: list[float]
+    input_tokens: int | None = None
+    request_id: str | None = None
+    runtime_ms: float | None = None
+
+
+class Provider(abc.ABC):
+    """One reranking service's wire format.
+
+    Subclasses set the class attributes and implement the abstract methods;
+    both decode methods raise ``ValueError`` with a reason the client turns
+    into ``ResponseValidationError``.
+    """
+
+    name: ClassVar[str]
+    default_base_url: ClassVar[str]
+    api_key_env_vars: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def url(self, base_url: str, model: str) -> str:
+        """The endpoint one batch is POSTed to."""
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers carrying the API key (``Authorization: Bearer`` by default)."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    @abc.abstractmethod
+    def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
+        """The JSON body for one batch, as bytes."""
+
+    @abc.abstractmethod
+    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
+        """Scores in batch order from a 2xx body; ``ValueError`` if it does not fit."""
+
+    def error_message(self, content: bytes) -> str | None:
+        """The server's own words from an error body, when it has any."""
+        return error_message_from_body(content)
+
+    def is_batch_too_large(self, status_code: int, message: str) -> bool:
+        """Whether an error means "send fewer documents per request"."""
+        return status_code == 413 or (
+            status_code in (400, 422) and _TOO_LARGE_PATTERN.search(message) is not None
+        )
+
+    def max_batch_size_hint(self, message: str) -> int | None:
+        """The largest batch the server said it accepts, if it said."""
+        match = _MAX_BATCH_PATTERN.search(message)
+        return int(match.group(1)) if match else None
+
+
+def error_message_from_body(content: bytes) -> str | None:
+    """Find the message in the error bodies servers commonly send.
+
+    Handles ``{"error": "..."}``, ``{"error": {"message": "..."}}``,
+    ``{"message": "..."}``, FastAPI's ``{"detail": "..."}`` and its list of
+    validation errors, and falls back to the raw text.
+    """
+    text = content.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:500]
+    message = _message_in(body)
+    return message if message is not None else text[:500]
+
+
+def _message_in(body: object) -> str | None:
+    if isinstance(body, str):
+        return body or None
+    if isinstance(body, list):
+        parts = [part for part in map(_message_in, body) if part]
+        return "; ".join(parts) or None
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail", "msg", "error_message"):
+            if key in body:
+                found = _message_in(body[key])
+                if found:
+                    location = body.get("loc")
+                    if key == "msg" and isinstance(location, list):
+                        return f"{'.'.join(map(str, location))}: {found}"
+                    return found
+    return None

@@ -1,0 +1,130 @@
+"""DeepInfra's reranker inference API.
+
+``POST {base_url}/{model}`` with a bearer token; the response is
+``{"scores": [...], "input_tokens", "request_id", "inference_status"}`` with
+scores in input order (https://deepinfra.com/docs, model pages' "HTTP/cURL
+API"). Two body forms exist:
+
+- ``{"query": str, "documents": [...]}`` for cross-encoders such as
+  ``cross-encoder/ms-marco-MiniLM-L-12-v2``;
+- ``{"queries": [...], "documents": [...]}`` for Qwen3-Reranker and Nemotron
+  rerank models. The query is repeated once per document, the form every
+  public client agrees works; ``queries_layout="single"`` sends a one-element
+  list instead.
+
+Only ``scores`` is required; every other field is parsed when present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Annotated, Final, Literal
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
+
+from .._constants import DEEPINFRA_BASE_URL, ENV_DEEPINFRA_API_KEY, ENV_DEEPINFRA_TOKEN
+from ._base import BatchScores, Provider
+
+__all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
+
+BodyForm = Literal["auto", "query", "queries"]
+QueriesLayout = Literal["repeat", "single"]
+
+# Model families DeepInfra serves with the {"queries", "documents"} form.
+_QUERIES_FORM_MARKERS: Final = ("qwen3-reranker", "nemotron")
+
+# Strict: "0.5" or true is not a score. AllowInfNan(False): NaN and Infinity
+# would silently corrupt a ranking.
+FiniteScore = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+class _InferenceStatus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    status: str | None = None
+    runtime_ms: float | None = None
+    cost: float | None = None
+
+
+class _RerankResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    scores: list[FiniteScore]
+    input_tokens: int | None = None
+    request_id: str | None = None
+    inference_status: _InferenceStatus | None = None
+
+
+class DeepInfraProvider(Provider):
+    """DeepInfra's ``/v1/inference/{model}`` reranker endpoint.
+
+    Args:
+        body_form: ``"query"``, ``"queries"``, or ``"auto"`` to pick by model
+            name (Qwen3-Reranker and Nemotron models take ``"queries"``).
+        queries_layout: With the ``"queries"`` form, ``"repeat"`` sends the
+            query once per document; ``"single"`` sends it once.
+    """
+
+    name = "deepinfra"
+    default_base_url = DEEPINFRA_BASE_URL
+    api_key_env_vars = (ENV_DEEPINFRA_TOKEN, ENV_DEEPINFRA_API_KEY)
+
+    def __init__(
+        self, *, body_form: BodyForm = "auto", queries_layout: QueriesLayout = "repeat"
+    ) -> None:
+        if body_form not in ("auto", "query", "queries"):
+            raise ValueError(f"body_form must be 'auto', 'query' or 'queries', not {body_form!r}")
+        if queries_layout not in ("repeat", "single"):
+            raise ValueError(f"queries_layout must be 'repeat' or 'single', not {queries_layout!r}")
+        self.body_form: BodyForm = body_form
+        self.queries_layout: QueriesLayout = queries_layout
+
+    def __repr__(self) -> str:
+        return (
+            f"DeepInfraProvider(body_form={self.body_form!r}, "
+            f"queries_layout={self.queries_layout!r})"
+        )
+
+    def form_for(self, model: str) -> Literal["query", "queries"]:
+        """The body form used for ``model``."""
+        if self.body_form != "auto":
+            return self.body_form
+        lowered = model.lower()
+        return "queries" if any(marker in lowered for marker in _QUERIES_FORM_MARKERS) else "query"
+
+    def url(self, base_url: str, model: str) -> str:
+        return f"{base_url.rstrip('/')}/{model}"
+
+    def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
+        body: dict[str, object]
+        if self.form_for(model) == "query":
+            body = {"query": query, "documents": documents}
+        else:
+            repeats = len(documents) if self.queries_layout == "repeat" else 1
+            body = {"queries": [query] * repeats, "documents": documents}
+        # Compact separators and raw UTF-8: smaller bodies, no per-character escaping.
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
+        try:
+            parsed = _RerankResponse.model_validate_json(content)
+        except ValidationError as error:
+            raise ValueError(_describe(error)) from error
+        if len(parsed.scores) != n_documents:
+            raise ValueError(f"expected {n_documents} scores, got {len(parsed.scores)}")
+        status = parsed.inference_status
+        return BatchScores(
+            scores=parsed.scores,
+            input_tokens=parsed.input_tokens,
+            request_id=parsed.request_id,
+            runtime_ms=status.runtime_ms if status is not None else None,
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    """One line naming the first problem, e.g. ``scores.3: Input should be a finite number``."""
+    first = error.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{location}: {first['msg']}{more}"

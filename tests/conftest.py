@@ -1,0 +1,143 @@
+"""Shared test helpers: a pointwise fake reranker for respx and client factories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from rerank_async import RerankClient
+
+BASE_URL = "http://reranker.test/v1/inference"
+MODEL = "acme/test-reranker"
+URL = f"{BASE_URL}/{MODEL}"
+
+Responder = Callable[[httpx.Request], Awaitable[httpx.Response] | httpx.Response]
+
+
+def pointwise_score(query: str, document: str) -> float:
+    """A deterministic score that depends on (query, document) alone."""
+    digest = hashlib.sha256(f"{query}\x00{document}".encode()).digest()
+    return int.from_bytes(digest[:6], "big") / float(1 << 48)
+
+
+class FakeReranker:
+    """A respx side effect that speaks DeepInfra's API with pointwise scores.
+
+    ``script`` holds responses (or callables) served to the first requests in
+    arrival order; later requests are scored normally. ``delay`` may be a
+    number of seconds or a function of the request body.
+    """
+
+    def __init__(
+        self,
+        *,
+        delay: float | Callable[[dict[str, Any]], float] = 0.0,
+        script: list[httpx.Response | Responder] | None = None,
+    ) -> None:
+        self.delay = delay
+        self.script = list(script or [])
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[httpx.Headers] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @property
+    def calls(self) -> int:
+        return len(self.bodies)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [len(body["documents"]) for body in self.bodies]
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        self.headers.append(request.headers)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self.delay(body) if callable(self.delay) else self.delay
+            if delay:
+                await anyio.sleep(delay)
+            else:
+                await anyio.lowlevel.checkpoint()
+            if self.script:
+                scripted = self.script.pop(0)
+                if isinstance(scripted, httpx.Response):
+                    return scripted
+                answer = scripted(request)
+                return await answer if not isinstance(answer, httpx.Response) else answer
+            return scored_response(body)
+        finally:
+            self.in_flight -= 1
+
+
+def scored_response(body: dict[str, Any]) -> httpx.Response:
+    query = body["query"] if "query" in body else body["queries"][0]
+    scores = [pointwise_score(query, document) for document in body["documents"]]
+    return httpx.Response(
+        200,
+        json={
+            "scores": scores,
+            "input_tokens": 3 * len(scores),
+            "request_id": "req-1",
+            "inference_status": {"status": "succeeded", "runtime_ms": 5, "cost": 0.0},
+        },
+    )
+
+
+@pytest.fixture
+def mock_api() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        yield router
+
+
+@pytest.fixture
+def fake(mock_api: respx.MockRouter) -> FakeReranker:
+    fake = FakeReranker()
+    mock_api.post(URL).mock(side_effect=fake)
+    return fake
+
+
+class SleepRecorder:
+    """Stands in for anyio.sleep: records each backoff wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> RerankClient:
+    """A client for the mocked endpoint with zero backoff unless told otherwise."""
+    options.setdefault("base_url", BASE_URL)
+    options.setdefault("model", MODEL)
+    options.setdefault("retry_initial_delay", 0.0)
+    client = RerankClient(**options)
+    if sleep is not None:
+        retry = replace(client.options.retry, sleep=sleep)
+        client._options = replace(client.options, retry=retry)
+    return client
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[RerankClient]:
+    async with make_client(batch_size=4, min_batch_size=4, max_concurrency=4) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's real keys and settings out of every test."""
+    for name in ("DEEPINFRA_TOKEN", "DEEPINFRA_API_KEY", "RERANK_ASYNC_BASE_URL", "RERANK_ASYNC_MODEL"):
+        monkeypatch.delenv(name, raising=False)

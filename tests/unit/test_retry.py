@@ -1,0 +1,173 @@
+"""Retry rules: what is retryable, Retry-After parsing, backoff, and the retry loop."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from datetime import datetime, timezone
+
+import anyio
+import httpx
+import pytest
+
+from rerank_async import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseValidationError,
+    RetryPolicy,
+)
+from rerank_async._retry import backoff_delay, call_with_retries, is_retryable, parse_retry_after
+from tests.conftest import SleepRecorder
+
+NOW = 1_700_000_000.0
+
+
+def status_error(code: int, retry_after: float | None = None) -> APIStatusError:
+    return APIStatusError(f"HTTP {code}", status_code=code, retry_after=retry_after)
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        *[(status_error(code), True) for code in (408, 409, 425, 429, 500, 502, 503, 504, 529)],
+        *[(status_error(code), False) for code in (400, 401, 403, 404, 413, 422, 501, 505)],
+        (APIConnectionError("refused"), True),
+        (APITimeoutError("slow"), True),
+        (ResponseValidationError("truncated body"), True),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_is_retryable(error: BaseException, retryable: bool) -> None:
+    assert is_retryable(error) is retryable
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "3"}, 3.0),
+        ({"Retry-After": "0.25"}, 0.25),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),  # ms is more precise
+        ({"retry-after-ms": "junk", "Retry-After": "9"}, 9.0),
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 30, timezone.utc), usegmt=True)}, 30.0),
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 30, timezone.utc), usegmt=True)}, 0.0),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00"}, None),  # no zone: not an RFC 9110 date
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(httpx.Headers(headers), now=NOW) == expected
+
+
+def upper_bound(low: float, high: float) -> float:
+    return high
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected_ceiling"),
+    [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 8.0), (10_000, 8.0)],
+)
+def test_backoff_ceiling_doubles_and_caps(attempt: int, expected_ceiling: float) -> None:
+    delay = backoff_delay(attempt, initial_delay=0.5, max_delay=8.0, uniform=upper_bound)
+    assert delay == expected_ceiling
+
+
+def test_backoff_is_jittered_below_the_ceiling() -> None:
+    draws = {backoff_delay(3, initial_delay=0.5, max_delay=8.0) for _ in range(200)}
+    assert all(0.0 <= d <= 2.0 for d in draws)
+    assert len(draws) > 100  # full jitter, not a fixed wait
+
+
+def test_backoff_zero_initial_never_sleeps() -> None:
+    assert backoff_delay(50, initial_delay=0.0, max_delay=8.0) == 0.0
+
+
+def test_huge_attempt_does_not_overflow() -> None:
+    # 2.0 ** 10**18 would raise OverflowError; the exponent is clamped first.
+    assert backoff_delay(10**18, initial_delay=1.0, max_delay=8.0, uniform=upper_bound) == 8.0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [(2.0, 2.0), (0.0, 0.0), (600.0, 60.0)],  # honoured, capped at max_retry_after
+)
+def test_retry_after_wins_over_backoff(retry_after: float, expected: float) -> None:
+    policy = RetryPolicy(initial_delay=100.0, max_retry_after=60.0)
+    assert policy.delay_for(1, status_error(429, retry_after)) == expected
+
+
+async def test_retries_until_success_and_reports_each_retry() -> None:
+    outcomes: list[Exception | None] = [status_error(503), APIConnectionError("reset"), None]
+    events = []
+    sleep = SleepRecorder()
+
+    async def attempt() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "ok"
+
+    policy = RetryPolicy(max_retries=3, initial_delay=0.0, sleep=sleep)
+    assert await call_with_retries(attempt, policy, on_retry=events.append) == "ok"
+    assert [event.attempt for event in events] == [1, 2]
+    assert sleep.delays == [0.0, 0.0]
+
+
+async def test_gives_up_after_max_retries_with_the_last_error() -> None:
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        raise status_error(503)
+
+    policy = RetryPolicy(max_retries=0, initial_delay=0.0)  # 0 disables retrying
+    with pytest.raises(APIStatusError) as caught:
+        await call_with_retries(attempt, policy)
+    assert calls == 1
+    assert caught.value.status_code == 503
+
+
+async def test_max_retries_bounds_attempts() -> None:
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        raise status_error(503)
+
+    with pytest.raises(APIStatusError):
+        await call_with_retries(attempt, RetryPolicy(max_retries=3, initial_delay=0.0))
+    assert calls == 4
+
+
+async def test_non_retryable_error_is_raised_at_once() -> None:
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        raise status_error(401)
+
+    with pytest.raises(APIStatusError):
+        await call_with_retries(attempt, RetryPolicy(max_retries=5, initial_delay=0.0))
+    assert calls == 1
+
+
+async def test_no_retry_starts_past_the_deadline() -> None:
+    sleep = SleepRecorder()
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        raise status_error(429, retry_after=30.0)
+
+    policy = RetryPolicy(max_retries=5, sleep=sleep)
+    with pytest.raises(APIStatusError):
+        await call_with_retries(attempt, policy, deadline=anyio.current_time() + 10.0)
+    assert calls == 1  # a 30 s wait cannot fit in a 10 s budget
+    assert sleep.delays == []
