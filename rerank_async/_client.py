@@ -302,10 +302,12 @@ class RerankClient:
                 model=model, documents=checked, scores=[], top_k=top_k, usage=Usage()
             )
 
+        unique: list[str] = checked
+        positions: list[int] | None = None
         if self._options.dedupe:
-            unique, positions = dedupe(checked)
-        else:
-            unique, positions = checked, None
+            deduped, slots = dedupe(checked)
+            if len(deduped) < len(checked):  # without duplicates, skip the fan-out copy
+                unique, positions = deduped, slots
         call = _Call(query=query, unique=unique, positions=positions)
         with anyio.move_on_after(deadline_seconds) as deadline_scope:
             call.deadline = deadline_scope.deadline
@@ -517,7 +519,7 @@ class _Call:
         # Where each distinct document first appears, so messages name the
         # caller's indices rather than positions in the deduplicated list.
         self.first_index: list[int] | None = None
-        if positions is not None and len(unique) != len(positions):
+        if positions is not None:
             self.first_index = [0] * len(unique)
             seen = 0
             for index, slot in enumerate(positions):

@@ -168,7 +168,7 @@ class RetryEvent:
 
     attempt: int
     delay: float
-    error: BaseException
+    error: BaseException | None
 
 
 class _StopAtDeadline(stop_base):
@@ -213,9 +213,9 @@ async def call_with_retries(
 
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
-            error = state.outcome.exception()
-            if error is not None:
-                on_retry(RetryEvent(state.attempt_number, state.upcoming_sleep, error))
+            on_retry(
+                RetryEvent(state.attempt_number, state.upcoming_sleep, state.outcome.exception())
+            )
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_retryable),

@@ -139,5 +139,10 @@ async def client() -> AsyncIterator[RerankClient]:
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep a developer's real keys and settings out of every test."""
-    for name in ("DEEPINFRA_TOKEN", "DEEPINFRA_API_KEY", "RERANK_ASYNC_BASE_URL", "RERANK_ASYNC_MODEL"):
+    for name in (
+        "DEEPINFRA_TOKEN",
+        "DEEPINFRA_API_KEY",
+        "RERANK_ASYNC_BASE_URL",
+        "RERANK_ASYNC_MODEL",
+    ):
         monkeypatch.delenv(name, raising=False)

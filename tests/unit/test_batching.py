@@ -51,7 +51,9 @@ def test_plan_batches(
     min_batch_size=st.integers(1, 300),
     free_slots=st.integers(1, 64),
 )
-def test_plan_batches_properties(n: int, batch_size: int, min_batch_size: int, free_slots: int) -> None:
+def test_plan_batches_properties(
+    n: int, batch_size: int, min_batch_size: int, free_slots: int
+) -> None:
     min_batch_size = min(min_batch_size, batch_size)
     spans = plan_batches(
         n, batch_size=batch_size, min_batch_size=min_batch_size, free_slots=free_slots

@@ -67,7 +67,11 @@ async def test_api_key_from_environment(
         ({"batch_size": True}, TypeError, "batch_size must be an int"),
         ({"max_concurrency": 0}, ValueError, "max_concurrency must be >= 1"),
         ({"min_batch_size": 0}, ValueError, "min_batch_size must be >= 1"),
-        ({"batch_size": 4, "min_batch_size": 5}, ValueError, r"min_batch_size \(5\) must not exceed"),
+        (
+            {"batch_size": 4, "min_batch_size": 5},
+            ValueError,
+            r"min_batch_size \(5\) must not exceed",
+        ),
         ({"max_retries": -1}, ValueError, "max_retries must be >= 0"),
         ({"timeout": 0}, ValueError, "timeout must be a finite number > 0"),
         ({"timeout": "10"}, TypeError, "timeout must be a number of seconds"),
@@ -79,7 +83,11 @@ async def test_api_key_from_environment(
         ({"model": "  "}, ValueError, "model must not be empty"),
         ({"api_key": ""}, ValueError, "api_key must not be empty"),
         ({"api_key": 123}, TypeError, "api_key must be a str"),
-        ({"provider": "nosuch"}, ValueError, "unknown provider 'nosuch'; known providers: deepinfra"),
+        (
+            {"provider": "nosuch"},
+            ValueError,
+            "unknown provider 'nosuch'; known providers: deepinfra",
+        ),
         ({"http_client": object()}, TypeError, "http_client must be an httpx.AsyncClient"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Failures: typed errors, retries, Retry-After, batch splitting, bad bodies, deadlines, cancellation."""
+"""Failures: typed errors, retries, Retry-After, batch splits, bad bodies, deadlines, cancels."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ async def test_non_retryable_status_raises_typed_error_at_once(
     mock_api: respx.MockRouter, status: int, error_type: type[APIStatusError]
 ) -> None:
     route = mock_api.post(URL).mock(
-        return_value=httpx.Response(status, json={"detail": "nope"}, headers={"x-request-id": "r-9"})
+        return_value=httpx.Response(
+            status, json={"detail": "nope"}, headers={"x-request-id": "r-9"}
+        )
     )
     async with make_client(batch_size=12, max_retries=5) as client:
         with pytest.raises(error_type) as caught:
@@ -61,7 +63,8 @@ async def test_non_retryable_status_raises_typed_error_at_once(
     assert error.request_id == "r-9"
     assert error.document_range == (0, 12)
     assert f"HTTP {status}: nope" in str(error)
-    assert URL in str(error) and "documents 0..11" in str(error)
+    assert URL in str(error)
+    assert "documents 0..11" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -375,7 +378,9 @@ async def test_nothing_but_rerank_errors_escape(mock_api: respx.MockRouter) -> N
     assert not isinstance(caught.value, BaseExceptionGroup)
 
 
-async def test_api_key_never_leaks(mock_api: respx.MockRouter, caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_key_never_leaks(
+    mock_api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
     key = "sk-live-SUPERSECRET"
     echo = {"error": {"message": f"key Bearer {key} is not valid"}}
     fake = FakeReranker(script=[httpx.Response(503), httpx.Response(401, json=echo)])
@@ -408,3 +413,15 @@ async def test_logging_records(fake: FakeReranker, caplog: pytest.LogCaptureFixt
     assert len(debug) == 2
     assert all("-> 200 in" in r.getMessage() for r in debug)
 
+
+async def test_deadline_counts_duplicates_as_scored(mock_api: respx.MockRouter) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if b'"a"' not in request.content:
+            await anyio.sleep(30)
+        return httpx.Response(200, json={"scores": [0.5]})
+
+    mock_api.post(URL).mock(side_effect=handler)
+    async with make_client(batch_size=1, min_batch_size=1) as client:
+        with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
+            await client.rerank(QUERY, ["a", "b", "a", "a"], total_timeout=0.05)
+    assert caught.value.documents_scored == 3  # "a" appears three times

@@ -12,7 +12,9 @@ from rerank_async import _exceptions
 def test_all_is_sorted_and_complete() -> None:
     exported = rerank_async.__all__
 
-    def isort_style(name: str) -> tuple[int, str]:  # ruff's RUF022 order: CONSTANTS, Classes, functions
+    def isort_style(
+        name: str,
+    ) -> tuple[int, str]:  # ruff's RUF022 order: CONSTANTS, Classes, functions
         bare = name.strip("_")
         return (0 if bare.isupper() else 1 if bare[:1].isupper() else 2, name)
 
@@ -28,7 +30,13 @@ def test_error_tree_matches_the_docstring() -> None:
     for name in _exceptions.__all__:
         assert name in doc
     assert issubclass(rerank_async.APITimeoutError, rerank_async.APIConnectionError)
-    for name in ("BadRequestError", "AuthenticationError", "NotFoundError", "RateLimitError", "ServerError"):
+    for name in (
+        "BadRequestError",
+        "AuthenticationError",
+        "NotFoundError",
+        "RateLimitError",
+        "ServerError",
+    ):
         assert issubclass(getattr(rerank_async, name), rerank_async.APIStatusError)
     for name in ("APIConnectionError", "APIStatusError", "ResponseValidationError"):
         assert issubclass(getattr(rerank_async, name), rerank_async.RerankError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rerank_async import DeepInfraProvider, RerankClient
-from tests.conftest import MODEL, URL, FakeReranker, make_client, pointwise_score
+from tests.conftest import MODEL, URL, FakeReranker, make_client, pointwise_score, scored_response
 
 QUERY = "What is the capital of France?"
 
@@ -120,7 +121,7 @@ async def test_concurrent_calls_do_not_over_split(mock_api: respx.MockRouter) ->
     async with make_client(batch_size=50, min_batch_size=5, max_concurrency=4) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.rerank, QUERY, [f"a{i}" for i in range(40)])
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.start_soon(client.rerank, QUERY, [f"b{i}" for i in range(40)])
     sizes_b = [len(b["documents"]) for b in fake.bodies if b["documents"][0].startswith("b")]
     assert sizes_b == [40]
@@ -179,7 +180,9 @@ async def test_body_is_compact_utf8(mock_api: respx.MockRouter) -> None:
     assert route.calls[0].request.content == '{"query":"café?","documents":["naïve"]}'.encode()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     documents=st.lists(st.sampled_from(["a", "b", "c", ""]) | st.text(max_size=8), max_size=80),
     batch_size=st.integers(1, 20),
@@ -250,4 +253,26 @@ async def test_big_call_body_shapes(fake: FakeReranker) -> None:
     assert len(fake.batch_sizes) == 32
     sent = [d for body in fake.bodies for d in body["documents"]]
     assert sorted(sent) == sorted(documents)
-    assert json.loads(json.dumps(result.model_dump()))["results"][0]["index"] == result.results[0].index
+    assert (
+        json.loads(json.dumps(result.model_dump()))["results"][0]["index"]
+        == result.results[0].index
+    )
+
+
+async def test_custom_transport_with_scrambled_completion_order() -> None:
+    # A caller's own httpx client and transport: the batches finish in a shuffled order.
+    finish_order = [5, 2, 7, 0, 3, 6, 1, 4]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        first = int(body["documents"][0].split()[1])
+        await anyio.sleep(0.001 * finish_order.index(first // 4))
+        return scored_response(body)
+
+    documents = [f"doc {i}" for i in range(32)]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http_client:
+        async with make_client(
+            http_client=http_client, batch_size=4, min_batch_size=4, max_concurrency=8
+        ) as client:
+            result = await client.rerank(QUERY, documents)
+    assert result.scores == expected_scores(documents)

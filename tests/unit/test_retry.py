@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 
 import anyio
 import httpx
@@ -53,8 +53,14 @@ def test_is_retryable(error: BaseException, retryable: bool) -> None:
         ({"retry-after-ms": "1500"}, 1.5),
         ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),  # ms is more precise
         ({"retry-after-ms": "junk", "Retry-After": "9"}, 9.0),
-        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 30, timezone.utc), usegmt=True)}, 30.0),
-        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 30, timezone.utc), usegmt=True)}, 0.0),
+        (
+            {"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 30, UTC), usegmt=True)},
+            30.0,
+        ),
+        (
+            {"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 30, UTC), usegmt=True)},
+            0.0,
+        ),
         ({"Retry-After": "Wed, 21 Oct 2015 07:28:00"}, None),  # no zone: not an RFC 9110 date
     ],
 )

@@ -1,0 +1,52 @@
+"""Type-checked, never run: the public API as users write it must pass ``mypy --strict``."""
+
+from __future__ import annotations
+
+import httpx
+
+from rerank_async import (
+    APIStatusError,
+    DeepInfraProvider,
+    RankedDocument,
+    RerankClient,
+    RerankError,
+    RerankResult,
+    Usage,
+)
+
+
+async def typical_use(documents: list[str]) -> list[str]:
+    async with RerankClient(
+        model="cross-encoder/ms-marco-MiniLM-L-12-v2",
+        api_key=None,
+        base_url="http://127.0.0.1:8080/v1/inference",
+        provider=DeepInfraProvider(body_form="query"),
+        batch_size=32,
+        max_concurrency=8,
+        max_retries=0,
+        timeout=httpx.Timeout(10.0, connect=2.0),
+        total_timeout=30.0,
+    ) as client:
+        result: RerankResult = await client.rerank("query", documents, top_k=3)
+        scores: list[float] = await client.score("query", tuple(documents))
+        best: RankedDocument = result.results[0]
+        usage: Usage = result.usage
+        retries: int = usage.retries
+        tokens: int | None = usage.input_tokens
+        assert len(scores) == len(documents)
+        assert retries >= 0
+        assert tokens != -1
+        return [best.document]
+
+
+async def error_handling(client: RerankClient) -> int | None:
+    try:
+        await client.rerank("q", ["a"])
+    except APIStatusError as error:
+        code: int = error.status_code
+        request_id: str | None = error.request_id
+        return code if request_id else None
+    except RerankError as error:
+        span: tuple[int, int] | None = error.document_range
+        return span[0] if span else None
+    return None
