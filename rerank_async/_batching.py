@@ -9,7 +9,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 
-__all__ = ["ScoreSlots", "dedupe", "fan_out", "plan_batches", "rank_indices", "split_in_half"]
+__all__ = [
+    "ScoreSlots",
+    "dedupe",
+    "fan_out",
+    "plan_batches",
+    "rank_indices",
+    "split_by_budget",
+    "split_in_half",
+]
 
 
 def plan_batches(
@@ -50,6 +58,34 @@ def plan_batches(
         spans.append((start, stop))
         start = stop
     return spans
+
+
+def split_by_budget(
+    spans: Sequence[tuple[int, int]], costs: Sequence[int], budget: int
+) -> list[tuple[int, int]]:
+    """Cut spans further so that no request's summed cost exceeds ``budget``.
+
+    Providers with a token budget per request (Voyage: query tokens x documents
+    + document tokens <= 600K) need this on top of the count limit. Each span is
+    packed greedily and in order; a single document over the budget still gets a
+    request of its own, so the server, not the client, decides its fate.
+
+    Args:
+        spans: ``(start, stop)`` spans from ``plan_batches``.
+        costs: Cost of each document, by index.
+        budget: Most total cost per request (>= 1).
+    """
+    result: list[tuple[int, int]] = []
+    for start, stop in spans:
+        piece_start, total = start, 0
+        for index in range(start, stop):
+            cost = costs[index]
+            if total + cost > budget and index > piece_start:
+                result.append((piece_start, index))
+                piece_start, total = index, 0
+            total += cost
+        result.append((piece_start, stop))
+    return result
 
 
 def split_in_half(start: int, stop: int) -> tuple[tuple[int, int], tuple[int, int]]:

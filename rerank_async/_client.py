@@ -16,11 +16,9 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._batching import ScoreSlots, dedupe, fan_out, plan_batches
+from ._batching import ScoreSlots, dedupe, fan_out, plan_batches, split_by_budget
 from ._constants import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_MIN_BATCH_SIZE,
@@ -72,6 +70,7 @@ class ClientOptions:
     batch_size: int
     min_batch_size: int
     max_concurrency: int
+    split: bool
     total_timeout: float | None
     dedupe: bool
     retry: RetryPolicy
@@ -95,11 +94,17 @@ class RerankClient:
         base_url: Endpoint root; defaults to ``$RERANK_ASYNC_BASE_URL``, then
             the provider's (``https://api.deepinfra.com/v1/inference``).
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
-        batch_size: Most documents per request.
+        batch_size: Most documents per request; ``None`` for the provider's
+            default (DeepInfra: 64).
         min_batch_size: Fewest documents per request when a call is spread
             over idle concurrency slots; ``None`` for 8, or ``batch_size`` if
             that is smaller.
-        max_concurrency: Most requests in flight for this client, across all calls.
+        max_concurrency: Most requests in flight for this client, across all
+            calls; ``None`` for the provider's default (DeepInfra: 32).
+        split: Split calls into batches. ``False`` sends each call as one
+            request, for listwise models whose scores depend on the other
+            documents in the request; a call over ``batch_size`` then fails
+            with ``ValueError`` before any request.
         max_retries: Retries per batch after its first attempt; 0 disables.
         timeout: Per request: seconds, an ``httpx.Timeout``, or ``None`` for
             none. Defaults to 60 s (10 s to connect), or to ``http_client``'s
@@ -125,9 +130,10 @@ class RerankClient:
         api_key: str | None = None,
         base_url: str | None = None,
         provider: str | Provider = "deepinfra",
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         min_batch_size: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
+        split: bool = True,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         total_timeout: float | None = None,
@@ -138,6 +144,10 @@ class RerankClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._provider = resolve_provider(provider)
+        if batch_size is None:
+            batch_size = self._provider.default_batch_size
+        if max_concurrency is None:
+            max_concurrency = self._provider.default_max_concurrency
         _check_int("batch_size", batch_size, minimum=1)
         if min_batch_size is None:
             min_batch_size = min(DEFAULT_MIN_BATCH_SIZE, batch_size)
@@ -173,6 +183,7 @@ class RerankClient:
             batch_size=batch_size,
             min_batch_size=min_batch_size,
             max_concurrency=max_concurrency,
+            split=split,
             total_timeout=total_timeout,
             dedupe=dedupe,
             retry=RetryPolicy(
@@ -297,6 +308,11 @@ class RerankClient:
             )
         )
         model = self._options.model
+        if not self._options.split and len(checked) > self._options.batch_size:
+            raise ValueError(
+                f"split=False sends one request per call, but {len(checked)} documents exceed "
+                f"batch_size={self._options.batch_size}"
+            )
         if not checked:
             return RerankResult.build(
                 model=model, documents=checked, scores=[], top_k=top_k, usage=Usage()
@@ -395,17 +411,31 @@ class RerankClient:
         Each task catches its own error, so the task group never raises an
         ``ExceptionGroup``; the caller raises ``call.error`` afterwards.
         """
-        limit = self._batch_limit
-        spans = plan_batches(
-            len(call.unique),
-            batch_size=limit,
-            min_batch_size=min(self._options.min_batch_size, limit),
-            free_slots=max(1, self._options.max_concurrency - self._outstanding_batches),
-        )
+        spans = self._plan(call)
         async with anyio.create_task_group() as task_group:
             call.task_group = task_group
             for start, stop in spans:
                 self._start_batch(call, start, stop)
+
+    def _plan(self, call: _Call) -> list[tuple[int, int]]:
+        """Spans of ``call.unique`` to send: by count, then by the provider's token budget."""
+        n_documents = len(call.unique)
+        if not self._options.split:
+            return [(0, n_documents)]
+        limit = self._batch_limit
+        spans = plan_batches(
+            n_documents,
+            batch_size=limit,
+            min_batch_size=min(self._options.min_batch_size, limit),
+            free_slots=max(1, self._options.max_concurrency - self._outstanding_batches),
+        )
+        budget = self._provider.max_tokens_per_request(self._options.model)
+        if budget is None:
+            return spans
+        estimate = self._provider.estimate_tokens
+        query_tokens = estimate(call.query)
+        costs = [query_tokens + estimate(document) for document in call.unique]
+        return split_by_budget(spans, costs, budget)
 
     def _start_batch(self, call: _Call, start: int, stop: int) -> None:
         call.batches += 1
@@ -437,8 +467,10 @@ class RerankClient:
             )
         except APIStatusError as error:
             size = stop - start
-            if size < 2 or not self._provider.is_batch_too_large(
-                error.status_code, error.server_message
+            if (
+                size < 2
+                or not self._options.split
+                or not self._provider.is_batch_too_large(error.status_code, error.server_message)
             ):
                 raise
             self._split_batch(call, start, stop, error)

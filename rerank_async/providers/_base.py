@@ -53,6 +53,9 @@ class Provider(abc.ABC):
     name: ClassVar[str]
     default_base_url: ClassVar[str]
     api_key_env_vars: ClassVar[tuple[str, ...]] = ()
+    # Client defaults when the caller sets none; each provider says why in its docstring.
+    default_batch_size: ClassVar[int] = 64
+    default_max_concurrency: ClassVar[int] = 32
 
     @abc.abstractmethod
     def url(self, base_url: str, model: str) -> str:
@@ -79,6 +82,14 @@ class Provider(abc.ABC):
         return status_code == 413 or (
             status_code in (400, 422) and _TOO_LARGE_PATTERN.search(message) is not None
         )
+
+    def max_tokens_per_request(self, model: str) -> int | None:
+        """A token budget per request for ``model``, if the service has one."""
+        return None
+
+    def estimate_tokens(self, text: str) -> int:
+        """A cheap token estimate for budgeting: about 4 characters per token, rounded up."""
+        return len(text) // 4 + 1
 
     def max_batch_size_hint(self, message: str) -> int | None:
         """The largest batch the server said it accepts, if it said."""

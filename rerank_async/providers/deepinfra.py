@@ -23,7 +23,13 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
 
-from .._constants import DEEPINFRA_BASE_URL, ENV_DEEPINFRA_API_KEY, ENV_DEEPINFRA_TOKEN
+from .._constants import (
+    DEEPINFRA_BASE_URL,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    ENV_DEEPINFRA_API_KEY,
+    ENV_DEEPINFRA_TOKEN,
+)
 from ._base import BatchScores, Provider
 
 __all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
@@ -69,6 +75,8 @@ class DeepInfraProvider(Provider):
     name = "deepinfra"
     default_base_url = DEEPINFRA_BASE_URL
     api_key_env_vars = (ENV_DEEPINFRA_TOKEN, ENV_DEEPINFRA_API_KEY)
+    default_batch_size = DEFAULT_BATCH_SIZE
+    default_max_concurrency = DEFAULT_MAX_CONCURRENCY
 
     def __init__(
         self, *, body_form: BodyForm = "auto", queries_layout: QueriesLayout = "repeat"

@@ -12,6 +12,7 @@ from rerank_async._batching import (
     fan_out,
     plan_batches,
     rank_indices,
+    split_by_budget,
     split_in_half,
 )
 
@@ -160,3 +161,32 @@ def test_rank_indices(scores: list[float], top_k: int | None, expected: list[int
 def test_rank_indices_agrees_with_full_sort(scores: list[float], top_k: int | None) -> None:
     full = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     assert rank_indices(scores, top_k) == full[:top_k]
+
+
+@pytest.mark.parametrize(
+    ("spans", "costs", "budget", "expected"),
+    [
+        ([(0, 4)], [1, 1, 1, 1], 10, [(0, 4)]),
+        ([(0, 4)], [3, 3, 3, 3], 6, [(0, 2), (2, 4)]),
+        ([(0, 4)], [3, 3, 3, 3], 7, [(0, 2), (2, 4)]),
+        ([(0, 3)], [9, 1, 1], 5, [(0, 1), (1, 3)]),  # one document over budget goes alone
+        ([(0, 2), (2, 5)], [4, 4, 1, 1, 9], 5, [(0, 1), (1, 2), (2, 4), (4, 5)]),
+        ([], [], 5, []),
+    ],
+)
+def test_split_by_budget(
+    spans: list[tuple[int, int]], costs: list[int], budget: int, expected: list[tuple[int, int]]
+) -> None:
+    assert split_by_budget(spans, costs, budget) == expected
+
+
+@given(
+    st.lists(st.integers(1, 50), min_size=1, max_size=80), st.integers(1, 120), st.integers(1, 30)
+)
+def test_split_by_budget_properties(costs: list[int], budget: int, batch_size: int) -> None:
+    spans = plan_batches(len(costs), batch_size=batch_size, min_batch_size=1, free_slots=1)
+    pieces = split_by_budget(spans, costs, budget)
+    assert [i for start, stop in pieces for i in range(start, stop)] == list(range(len(costs)))
+    for start, stop in pieces:
+        assert stop - start <= batch_size
+        assert stop - start == 1 or sum(costs[start:stop]) <= budget

@@ -12,7 +12,7 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rerank_async import DeepInfraProvider, RerankClient
+from rerank_async import BadRequestError, DeepInfraProvider, RerankClient
 from tests.conftest import MODEL, URL, FakeReranker, make_client, pointwise_score, scored_response
 
 QUERY = "What is the capital of France?"
@@ -276,3 +276,43 @@ async def test_custom_transport_with_scrambled_completion_order() -> None:
         ) as client:
             result = await client.rerank(QUERY, documents)
     assert result.scores == expected_scores(documents)
+
+
+async def test_split_false_sends_one_request(fake: FakeReranker) -> None:
+    documents = [f"d{i}" for i in range(50)]
+    async with make_client(split=False, batch_size=64, max_concurrency=8) as client:
+        result = await client.rerank(QUERY, documents)
+        with pytest.raises(ValueError, match="65 documents exceed batch_size=64"):
+            await client.rerank(QUERY, [f"x{i}" for i in range(65)])
+    assert fake.batch_sizes == [50]
+    assert result.scores == expected_scores(documents)
+
+
+async def test_split_false_never_splits_on_413(mock_api: respx.MockRouter) -> None:
+    route = mock_api.post(URL).mock(return_value=httpx.Response(413, json={"error": "too big"}))
+    async with make_client(split=False) as client:
+        with pytest.raises(BadRequestError):
+            await client.rerank(QUERY, ["a", "b", "c"])
+    assert route.call_count == 1
+
+
+class BudgetedProvider(DeepInfraProvider):
+    default_batch_size = 10
+    default_max_concurrency = 3
+
+    def max_tokens_per_request(self, model: str) -> int | None:
+        return 12
+
+    def estimate_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+async def test_provider_defaults_and_token_budget(fake: FakeReranker) -> None:
+    documents = ["one", "two words", "three more words", "x", "y", "z"]
+    async with make_client(provider=BudgetedProvider()) as client:
+        assert client.options.batch_size == 10
+        assert client.options.max_concurrency == 3
+        result = await client.rerank("q q", documents)  # each document costs 2 + its words
+    assert result.scores == expected_scores(documents, "q q")
+    for body in fake.bodies:
+        assert sum(2 + len(d.split()) for d in body["documents"]) <= 12
