@@ -414,8 +414,12 @@ class RerankClient:
         spans = self._plan(call)
         async with anyio.create_task_group() as task_group:
             call.task_group = task_group
-            for start, stop in spans:
+            for start, stop in spans[1:]:
                 self._start_batch(call, start, stop)
+            # The first batch runs in this task: a one-batch call spawns no task at all.
+            call.batches += 1
+            self._outstanding_batches += 1
+            await self._run_batch(call, *spans[0])
 
     def _plan(self, call: _Call) -> list[tuple[int, int]]:
         """Spans of ``call.unique`` to send: by count, then by the provider's token budget."""

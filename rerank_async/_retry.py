@@ -207,6 +207,21 @@ async def call_with_retries(
     Raises:
         The last attempt's error, unchanged (never ``tenacity.RetryError``).
     """
+    # Fast path: most batches succeed at once, and building a tenacity loop costs
+    # more CPU than a whole request on a fast endpoint. Only a retryable failure
+    # enters the loop, which replays that failure as its first attempt.
+    try:
+        return await attempt()
+    except Exception as error:
+        if policy.max_retries == 0 or not is_retryable(error):
+            raise
+        first_failure: list[Exception] = [error]
+
+    async def replay_then_attempt() -> T:
+        if first_failure:
+            raise first_failure.pop()
+        return await attempt()
+
     stop: stop_base = stop_after_attempt(policy.max_retries + 1)
     if math.isfinite(deadline):
         stop = stop | _StopAtDeadline(deadline)
@@ -227,4 +242,4 @@ async def call_with_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(attempt)
+    return await retrying(replay_then_attempt)

@@ -76,6 +76,8 @@ class Transport:
         self._http = http_client
         self._provider = provider
         self._url = url
+        # Parsed once: httpx would otherwise parse the URL string on every request.
+        self._parsed_url = httpx.URL(url)
         self._model = model
         self._headers = headers
         self._timeout = timeout
@@ -93,7 +95,7 @@ class Transport:
         started = time.perf_counter()
         try:
             response = await self._http.post(
-                self._url, content=batch.body, headers=self._headers, timeout=self._timeout
+                self._parsed_url, content=batch.body, headers=self._headers, timeout=self._timeout
             )
         except httpx.TimeoutException as error:
             raise APITimeoutError(
