@@ -31,6 +31,7 @@ from ._constants import (
     LOGGER_NAME,
 )
 from ._exceptions import APIStatusError, APITimeoutError
+from ._limiter import FairLimiter
 from ._models import RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._transport import BatchRequest, TimeoutTypes, Transport
@@ -230,7 +231,9 @@ class RerankClient:
         )
         # One limiter for every call of this client: max_concurrency bounds
         # HTTP attempts in flight, not calls, and backoff sleeps hold no slot.
-        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        # Free slots go round-robin across calls, so a small call never waits
+        # behind every batch of a big one.
+        self._limiter = FairLimiter(max_concurrency)
         # Batches planned or running and not yet finished, across calls; a new
         # call spreads itself only over slots this demand leaves free.
         self._outstanding_batches = 0
@@ -482,7 +485,7 @@ class RerankClient:
         call.record(start, result)
 
     async def _attempt(self, call: _Call, batch: BatchRequest) -> BatchScores:
-        async with self._limiter:
+        async with self._limiter.slot(call):
             call.requests += 1
             return await self._transport.send(batch)
 

@@ -40,4 +40,29 @@ ENV_DEEPINFRA_API_KEY: Final = "DEEPINFRA_API_KEY"
 ENV_BASE_URL: Final = "RERANK_ASYNC_BASE_URL"
 ENV_MODEL: Final = "RERANK_ASYNC_MODEL"
 
+# Other services' API-key variables, named as each service's own SDK or docs name them.
+ENV_COHERE_API_KEY: Final = "CO_API_KEY"  # the Cohere SDK's variable, read first
+ENV_COHERE_API_KEY_ALT: Final = "COHERE_API_KEY"
+ENV_JINA_API_KEY: Final = "JINA_API_KEY"
+ENV_VOYAGE_API_KEY: Final = "VOYAGE_API_KEY"
+ENV_TOGETHER_API_KEY: Final = "TOGETHER_API_KEY"
+ENV_MIXEDBREAD_API_KEY: Final = "MXBAI_API_KEY"
+ENV_NVIDIA_API_KEY: Final = "NVIDIA_API_KEY"
+ENV_PINECONE_API_KEY: Final = "PINECONE_API_KEY"
+# Self-hosted servers: the variable each server itself reads its key from.
+ENV_INFINITY_API_KEY: Final = "INFINITY_API_KEY"
+ENV_VLLM_API_KEY: Final = "VLLM_API_KEY"
+
+# Endpoint roots: hosted services' public APIs, and self-hosted servers' default ports.
+COHERE_BASE_URL: Final = "https://api.cohere.com"
+JINA_BASE_URL: Final = "https://api.jina.ai"
+VOYAGE_BASE_URL: Final = "https://api.voyageai.com"
+TOGETHER_BASE_URL: Final = "https://api.together.xyz"
+MIXEDBREAD_BASE_URL: Final = "https://api.mixedbread.com"
+NVIDIA_BASE_URL: Final = "https://ai.api.nvidia.com"
+PINECONE_BASE_URL: Final = "https://api.pinecone.io"
+TEI_BASE_URL: Final = "http://localhost:8080"
+INFINITY_BASE_URL: Final = "http://localhost:7997"
+VLLM_BASE_URL: Final = "http://localhost:8000"
+
 LOGGER_NAME: Final = "rerank_async"

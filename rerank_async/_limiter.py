@@ -1,0 +1,94 @@
+"""A concurrency limiter that grants free slots round-robin across calls.
+
+A plain FIFO limiter (``anyio.CapacityLimiter``) makes a 3-document query wait
+behind all 157 batches of a 10,000-document query that arrived first. Here each
+caller (a ``rerank`` call) queues its own waiters, and a freed slot goes to the
+next caller in turn, so small calls finish in one round trip while big ones
+still use every slot nobody else wants.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+
+import anyio
+
+__all__ = ["FairLimiter"]
+
+
+class FairLimiter:
+    """At most ``total`` holders at once; waiting owners are served round-robin.
+
+    Args:
+        total: Slots (>= 1).
+    """
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError(f"total must be >= 1, got {total}")
+        self._total = total
+        self._free = total
+        # Owners with waiters, in service order; each holds its waiters in arrival order.
+        self._waiting: OrderedDict[Hashable, deque[anyio.Event]] = OrderedDict()
+
+    @property
+    def total(self) -> int:
+        """How many slots exist."""
+        return self._total
+
+    @property
+    def in_use(self) -> int:
+        """How many slots are held now."""
+        return self._total - self._free
+
+    @property
+    def waiting(self) -> int:
+        """How many acquirers are queued."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    @asynccontextmanager
+    async def slot(self, owner: Hashable) -> AsyncIterator[None]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``."""
+        await self.acquire(owner)
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def acquire(self, owner: Hashable) -> None:
+        """Wait for a slot; cancellation while waiting takes nothing."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            # Yield to the loop without letting a cancellation strand the slot just taken.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        granted = anyio.Event()
+        queue = self._waiting.setdefault(owner, deque())
+        queue.append(granted)
+        try:
+            await granted.wait()
+        except BaseException:
+            if granted.is_set():
+                # The slot was handed over as we were cancelled: pass it on.
+                self.release()
+            else:
+                queue.remove(granted)
+                if not queue and self._waiting.get(owner) is queue:
+                    del self._waiting[owner]
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the next owner in turn, or to the free pool."""
+        if not self._waiting:
+            self._free += 1
+            return
+        owner, queue = next(iter(self._waiting.items()))
+        granted = queue.popleft()
+        if queue:
+            self._waiting.move_to_end(owner)  # its next waiter goes to the back of the line
+        else:
+            del self._waiting[owner]
+        granted.set()

@@ -1,0 +1,123 @@
+"""Voyage AI's Reranker API.
+
+``POST {base_url}/v1/rerank`` with ``Authorization: Bearer $VOYAGE_API_KEY``
+(https://docs.voyageai.com/reference/reranker-api):
+
+- request: ``{"model", "query", "documents": [str, ...], "top_k",
+  "truncation": true, "return_documents": false}``;
+- response: ``{"object": "list", "data": [{"index", "relevance_score",
+  "document"?}, ...], "model", "usage": {"total_tokens"}}``, data sorted by
+  relevance; mapped back to input order through ``index``.
+
+Limits: at most 1,000 documents per request, and a token budget: query tokens
+x number of documents + the documents' tokens <= 600K (rerank-2.5,
+rerank-2.5-lite, rerank-2, rerank-2-lite) or 300K (rerank-1, rerank-lite-1).
+``max_tokens_per_request`` gives the client that budget; it then cuts batches
+by estimated tokens (about 4 characters per token) as well as by count. The
+estimate can fall short for scripts that tokenize densely; a 400 that says
+the batch has too many tokens is then taken as "batch too large" and the
+batch is halved.
+
+Scores: ``relevance_score`` as the model gives it, in [0, 1] in practice
+(not a raw logit); no sigmoid is needed.
+
+Uncertain (not verified against the live API from here): the wording of the
+too-many-tokens and too-many-documents errors (matched loosely). Errors
+arrive as ``{"detail": "..."}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from .._constants import ENV_VOYAGE_API_KEY, VOYAGE_BASE_URL
+from ._base import BatchScores
+from ._indexed import (
+    IndexedProvider,
+    RelevanceResult,
+    TokenUsage,
+    dumps,
+    join_url,
+    parse_json,
+    scores_in_input_order,
+)
+
+__all__ = ["VoyageProvider"]
+
+# Tokens per request (query tokens x documents + document tokens), per Voyage's docs.
+VOYAGE_TOKEN_BUDGET: Final = 600_000
+VOYAGE_LEGACY_TOKEN_BUDGET: Final = 300_000
+_LEGACY_MODELS: Final = frozenset({"rerank-1", "rerank-lite-1"})
+# "The max allowed tokens per submitted batch is 600000. Your batch has ..." and kin.
+_TOO_MANY_TOKENS: Final = re.compile(
+    r"tokens per (?:submitted )?(?:batch|request)|too many tokens", re.IGNORECASE
+)
+
+
+class _VoyageResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    data: list[RelevanceResult]
+    usage: TokenUsage | None = None
+
+
+class VoyageProvider(IndexedProvider):
+    """Voyage AI's ``/v1/rerank`` endpoint, with its per-request token budget.
+
+    Args:
+        truncation: Let Voyage truncate a query or document over the model's
+            context instead of answering 400.
+    """
+
+    name = "voyage"
+    default_base_url = VOYAGE_BASE_URL
+    api_key_env_vars = (ENV_VOYAGE_API_KEY,)
+    # A tenth of the 1,000-document cap: small retries, few requests per call;
+    # the token budget cuts batches of long documents further.
+    default_batch_size = 100
+    # Hosted, with per-minute request and token limits per key: 8 in flight.
+    default_max_concurrency = 8
+
+    def __init__(self, *, truncation: bool = True) -> None:
+        self.truncation = truncation
+
+    def url(self, base_url: str, model: str) -> str:
+        return join_url(base_url, "/v1/rerank")
+
+    def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
+        return dumps(
+            {
+                "model": model,
+                "query": query,
+                "documents": documents,
+                "top_k": len(documents),
+                "truncation": self.truncation,
+                "return_documents": False,
+            }
+        )
+
+    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
+        parsed = parse_json(_VoyageResponse, content)
+        scores = scores_in_input_order(
+            ((item["index"], item["relevance_score"]) for item in parsed.data),
+            n_documents,
+            field="data",
+        )
+        return BatchScores(
+            scores=scores,
+            input_tokens=parsed.usage.input_tokens if parsed.usage is not None else None,
+        )
+
+    def max_tokens_per_request(self, model: str) -> int | None:
+        """600K tokens per request, or 300K for ``rerank-1`` and ``rerank-lite-1``."""
+        bare = model.rsplit("/", 1)[-1].lower()
+        return VOYAGE_LEGACY_TOKEN_BUDGET if bare in _LEGACY_MODELS else VOYAGE_TOKEN_BUDGET
+
+    def is_batch_too_large(self, status_code: int, message: str) -> bool:
+        return super().is_batch_too_large(status_code, message) or (
+            status_code == 400 and _TOO_MANY_TOKENS.search(message) is not None
+        )
