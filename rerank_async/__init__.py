@@ -25,6 +25,7 @@ from ._exceptions import (
     ResponseValidationError,
     ServerError,
 )
+from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RerankResult, Usage
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._version import __version__
@@ -48,6 +49,8 @@ __all__ = [
     "RateLimitError",
     "RerankClient",
     "RerankError",
+    "RerankOutcome",
+    "RerankRequest",
     "RerankResult",
     "ResponseValidationError",
     "RetryPolicy",

@@ -6,7 +6,8 @@ import enum
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -32,6 +33,7 @@ from ._constants import (
 )
 from ._exceptions import APIStatusError, APITimeoutError
 from ._limiter import FairLimiter
+from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._transport import BatchRequest, TimeoutTypes, Transport
@@ -370,6 +372,58 @@ class RerankClient:
         """Scores only, ``scores[i]`` for ``documents[i]``; see ``rerank``."""
         result = await self.rerank(query, documents, total_timeout=total_timeout)
         return result.scores
+
+    def rerank_many(
+        self,
+        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        *,
+        max_pending: int | None = None,
+        fail_fast: bool = False,
+        total_timeout: float | NotGiven | None = NOT_GIVEN,
+    ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
+        """Rerank many requests concurrently; outcomes arrive as they complete.
+
+        All requests share this client's ``max_concurrency``, and free slots go
+        round-robin across requests, so a 3-document query never waits behind
+        every batch of a 10,000-document one. The input is read lazily: at most
+        ``max_pending`` requests are held (read, or finished but not yet taken by
+        the consumer), so memory stays flat however large the input is::
+
+            async with client.rerank_many(requests) as outcomes:
+                async for outcome in outcomes:
+                    if outcome.ok:
+                        use(outcome.id, outcome.result)
+
+        Leaving the block early cancels the requests still running.
+
+        Args:
+            requests: ``RerankRequest`` items or ``(query, documents)`` tuples, as
+                an iterable or an async iterable.
+            max_pending: Requests held at once; default four times
+                ``max_concurrency``, enough to keep every slot busy.
+            fail_fast: Raise the first request's failure from the block instead
+                of handing out an outcome that carries it.
+            total_timeout: Deadline per request; the client's when left out.
+
+        Returns:
+            An async context manager that gives an async iterator of
+            ``RerankOutcome``.
+
+        Raises:
+            ValueError: ``max_pending`` < 1.
+            RuntimeError: The client is closed.
+        """
+        self._ensure_open()
+        if max_pending is None:
+            max_pending = 4 * self._options.max_concurrency
+        _check_int("max_pending", max_pending, minimum=1)
+
+        async def rerank_one(request: RerankRequest) -> RerankResult:
+            return await self.rerank(
+                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+            )
+
+        return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it. Safe to call twice."""

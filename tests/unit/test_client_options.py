@@ -86,7 +86,7 @@ async def test_api_key_from_environment(
         (
             {"provider": "nosuch"},
             ValueError,
-            "unknown provider 'nosuch'; known providers: deepinfra",
+            "unknown provider 'nosuch'; known providers: .*deepinfra",
         ),
         ({"http_client": object()}, TypeError, "http_client must be an httpx.AsyncClient"),
     ],
