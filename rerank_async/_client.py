@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Literal, Self, TypeAlias
 
 import anyio
 import httpx
@@ -36,11 +36,13 @@ from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
-from ._transport import BatchRequest, TimeoutTypes, Transport
+from ._transport import BatchRequest, HttpxTransport, TimeoutTypes, Transport
 from ._version import __version__
 from .providers import BatchScores, Provider, resolve_provider
 
-__all__ = ["NOT_GIVEN", "NotGiven", "RerankClient"]
+__all__ = ["NOT_GIVEN", "HttpEngine", "NotGiven", "RerankClient"]
+
+HttpEngine: TypeAlias = Literal["httpx", "aiohttp"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -120,6 +122,9 @@ class RerankClient:
         dedupe: Send identical documents of one call once.
         http_client: A caller-owned ``httpx.AsyncClient``; never closed here.
             Size its pool to at least ``max_concurrency`` connections.
+        http_engine: ``"httpx"`` (default; any anyio backend) or ``"aiohttp"``
+            (asyncio only, extra ``aiohttp``): the same behaviour at about a
+            third of the CPU per request, for high-throughput bulk work.
 
     Raises:
         ValueError: An option is out of range; the message names it.
@@ -145,6 +150,7 @@ class RerankClient:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         dedupe: bool = True,
         http_client: httpx.AsyncClient | None = None,
+        http_engine: HttpEngine = "httpx",
     ) -> None:
         self._provider = resolve_provider(provider)
         if batch_size is None:
@@ -197,39 +203,22 @@ class RerankClient:
             ),
         )
 
-        request_timeout: TimeoutTypes
-        if isinstance(timeout, NotGiven):
-            request_timeout = (
-                httpx.USE_CLIENT_DEFAULT
-                if http_client is not None
-                else httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+        if http_engine not in ("httpx", "aiohttp"):
+            raise ValueError(f"http_engine must be 'httpx' or 'aiohttp', not {http_engine!r}")
+        if http_engine == "aiohttp" and http_client is not None:
+            raise ValueError(
+                "http_client is an httpx client; it cannot be used with http_engine='aiohttp'"
             )
-        else:
-            request_timeout = _checked_timeout(timeout)
-
-        self._owns_http_client = http_client is None
-        self._http_client = http_client or httpx.AsyncClient(
-            # The limiter already bounds requests in flight, so a pool of the same
-            # size never makes a request wait for a connection (no PoolTimeout).
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
-            timeout=httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT),
-            follow_redirects=False,
-        )
-        self._transport = Transport(
-            http_client=self._http_client,
-            provider=self._provider,
-            url=self._options.url,
-            model=resolved_model,
+        self._transport = self._make_transport(
+            http_engine=http_engine,
+            http_client=http_client,
+            timeout=timeout,
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": f"rerank-async/{__version__}",
                 **self._provider.auth_headers(self._api_key),
             },
-            timeout=request_timeout,
-            api_key=self._api_key,
         )
         # One limiter for every call of this client: max_concurrency bounds
         # HTTP attempts in flight, not calls, and backoff sleeps hold no slot.
@@ -242,6 +231,60 @@ class RerankClient:
         # Lowered when the server says a batch is too large; calls plan with it.
         self._batch_limit = batch_size
         self._state = _State.UNOPENED
+
+    def _make_transport(
+        self,
+        *,
+        http_engine: HttpEngine,
+        http_client: httpx.AsyncClient | None,
+        timeout: float | httpx.Timeout | NotGiven | None,
+        headers: dict[str, str],
+    ) -> Transport:
+        options = self._options
+        default_timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+        if http_engine == "aiohttp":
+            from ._aiohttp_transport import AiohttpTransport  # the optional extra
+
+            return AiohttpTransport(
+                max_connections=options.max_concurrency,
+                timeout=default_timeout
+                if isinstance(timeout, NotGiven)
+                else _checked_timeout(timeout),
+                provider=self._provider,
+                url=options.url,
+                model=options.model,
+                headers=headers,
+                api_key=self._api_key,
+            )
+        request_timeout: TimeoutTypes
+        if isinstance(timeout, NotGiven):
+            # A caller's client keeps its own timeout unless one is given here.
+            request_timeout = (
+                httpx.USE_CLIENT_DEFAULT if http_client is not None else default_timeout
+            )
+        else:
+            request_timeout = _checked_timeout(timeout)
+        own_client = http_client is None
+        client = http_client or httpx.AsyncClient(
+            # The limiter already bounds requests in flight, so a pool of the same
+            # size never makes a request wait for a connection (no PoolTimeout).
+            limits=httpx.Limits(
+                max_connections=options.max_concurrency,
+                max_keepalive_connections=options.max_concurrency,
+            ),
+            timeout=default_timeout,
+            follow_redirects=False,
+        )
+        return HttpxTransport(
+            http_client=client,
+            owns_client=own_client,
+            timeout=request_timeout,
+            provider=self._provider,
+            url=options.url,
+            model=options.model,
+            headers=headers,
+            api_key=self._api_key,
+        )
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -426,12 +469,14 @@ class RerankClient:
         return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this client created it. Safe to call twice."""
+        """Close the connections this client opened (never a caller's ``http_client``).
+
+        Safe to call twice.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._owns_http_client:
-            await self._http_client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:

@@ -8,7 +8,13 @@ import socket
 import anyio
 import pytest
 
-from rerank_async import APIConnectionError, AuthenticationError, NotFoundError, RerankClient
+from rerank_async import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    NotFoundError,
+    RerankClient,
+)
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
 
@@ -36,16 +42,22 @@ def corpus(n: int, seed: int = 3) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=6)) + f" #{i % (n // 2 + 1)}" for i in range(n)]
 
 
+ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
+
+
 def truth(documents: list[str]) -> list[float]:
     return [reference_score(QUERY, d) for d in documents]
 
 
-async def test_10k_documents_score_identically_at_any_batch_size(server: RunningServer) -> None:
+@ENGINES
+async def test_10k_documents_score_identically_at_any_batch_size(
+    server: RunningServer, engine: str
+) -> None:
     documents = corpus(10_000)  # about half are duplicates
     expected = truth(documents)
     for batch_size in (7, 64, 1000):
         async with RerankClient(
-            base_url=server.base_url, batch_size=batch_size, max_concurrency=32
+            http_engine=engine, base_url=server.base_url, batch_size=batch_size, max_concurrency=32
         ) as client:
             result = await client.rerank(QUERY, documents)
         assert result.scores == expected, f"batch_size={batch_size}"
@@ -62,9 +74,14 @@ async def test_batch_size_one(server: RunningServer) -> None:
     )[:10]
 
 
-async def test_concurrency_bound_is_respected_on_the_wire(server: RunningServer) -> None:
+@ENGINES
+async def test_concurrency_bound_is_respected_on_the_wire(
+    server: RunningServer, engine: str
+) -> None:
     with running_server(ServerConfig(latency_ms=5)) as slow:
-        async with RerankClient(base_url=slow.base_url, batch_size=8, max_concurrency=12) as client:
+        async with RerankClient(
+            http_engine=engine, base_url=slow.base_url, batch_size=8, max_concurrency=12
+        ) as client:
             async with anyio.create_task_group() as group:
                 for i in range(60):
                     group.start_soon(client.score, QUERY, corpus(40, seed=i))
@@ -73,13 +90,15 @@ async def test_concurrency_bound_is_respected_on_the_wire(server: RunningServer)
     assert stats["status_counts"] == {"200": stats["requests"]}
 
 
-async def test_twenty_percent_faults_lose_nothing() -> None:
+@ENGINES
+async def test_twenty_percent_faults_lose_nothing(engine: str) -> None:
     config = ServerConfig(
         error_503_rate=0.07, error_429_rate=0.07, retry_after_s=0, drop_rate=0.06, seed=11
     )
     documents = corpus(3000, seed=9)
     with running_server(config) as faulty:
         async with RerankClient(
+            http_engine=engine,
             base_url=faulty.base_url,
             batch_size=16,
             max_concurrency=16,
@@ -87,8 +106,9 @@ async def test_twenty_percent_faults_lose_nothing() -> None:
             retry_initial_delay=0.0,
         ) as client:
             result = await client.rerank(QUERY, documents)
-            idle = client._http_client._transport._pool.connections  # type: ignore[attr-defined]
-            assert len(idle) <= 16  # retries closed their failed responses
+            if engine == "httpx":
+                pool = client._transport.http_client._transport._pool  # type: ignore[attr-defined]
+                assert len(pool.connections) <= 16  # retries closed their failed responses
         stats = faulty.stats()
     assert result.scores == truth(documents)
     assert result.usage.retries > 0
@@ -97,22 +117,28 @@ async def test_twenty_percent_faults_lose_nothing() -> None:
     assert stats["in_flight"] == 0
 
 
-async def test_malformed_bodies_are_retried() -> None:
+@ENGINES
+async def test_malformed_bodies_are_retried(engine: str) -> None:
     documents = corpus(400, seed=4)
     with running_server(ServerConfig(malformed_rate=0.2, seed=5)) as broken:
         async with RerankClient(
-            base_url=broken.base_url, batch_size=10, max_retries=10, retry_initial_delay=0.0
+            http_engine=engine,
+            base_url=broken.base_url,
+            batch_size=10,
+            max_retries=10,
+            retry_initial_delay=0.0,
         ) as client:
             result = await client.rerank(QUERY, documents)
     assert result.scores == truth(documents)
     assert result.usage.retries > 0
 
 
-async def test_413_split_finds_the_server_maximum() -> None:
+@ENGINES
+async def test_413_split_finds_the_server_maximum(engine: str) -> None:
     documents = corpus(1000, seed=8)
     with running_server(ServerConfig(max_batch_size=48)) as limited:
         async with RerankClient(
-            base_url=limited.base_url, batch_size=500, min_batch_size=500
+            http_engine=engine, base_url=limited.base_url, batch_size=500, min_batch_size=500
         ) as client:
             result = await client.rerank(QUERY, documents)
             assert client.batch_limit == 48
@@ -124,12 +150,17 @@ async def test_413_split_finds_the_server_maximum() -> None:
     assert stats["status_counts"] == {"200": stats["requests"]}  # learned: no more 413s
 
 
-async def test_wrong_api_key_fails_fast() -> None:
+@ENGINES
+async def test_wrong_api_key_fails_fast(engine: str) -> None:
     with running_server(ServerConfig(api_key="right-key")) as guarded:
-        async with RerankClient(base_url=guarded.base_url, api_key="wrong-key") as client:
+        async with RerankClient(
+            http_engine=engine, base_url=guarded.base_url, api_key="wrong-key"
+        ) as client:
             with pytest.raises(AuthenticationError) as caught:
                 await client.rerank(QUERY, corpus(200))
-        async with RerankClient(base_url=guarded.base_url, api_key="right-key") as client:
+        async with RerankClient(
+            http_engine=engine, base_url=guarded.base_url, api_key="right-key"
+        ) as client:
             assert len(await client.score(QUERY, ["solar"])) == 1
     assert caught.value.status_code == 401
     assert "wrong-key" not in str(caught.value)
@@ -142,20 +173,29 @@ async def test_unknown_model_is_not_found() -> None:
                 await client.score(QUERY, ["a"])
 
 
-async def test_refused_connection_is_reported() -> None:
+@ENGINES
+async def test_refused_connection_is_reported(engine: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
     async with RerankClient(
-        base_url=f"http://127.0.0.1:{port}/v1/inference", max_retries=1, retry_initial_delay=0
+        http_engine=engine,
+        base_url=f"http://127.0.0.1:{port}/v1/inference",
+        max_retries=1,
+        retry_initial_delay=0,
     ) as client:
-        with pytest.raises(APIConnectionError, match="ConnectError"):
+        with pytest.raises(
+            APIConnectionError, match=r"connection failed: (ConnectError|ClientConnectorError)"
+        ):
             await client.score(QUERY, ["a"])
 
 
-async def test_cancellation_leaves_nothing_running() -> None:
+@ENGINES
+async def test_cancellation_leaves_nothing_running(engine: str) -> None:
     with running_server(ServerConfig(latency_ms=2000)) as slow:
-        async with RerankClient(base_url=slow.base_url, batch_size=10) as client:
+        async with RerankClient(
+            http_engine=engine, base_url=slow.base_url, batch_size=10
+        ) as client:
             with anyio.move_on_after(0.3):
                 await client.score(QUERY, corpus(100))
             assert client._limiter.in_use == 0
@@ -166,3 +206,13 @@ async def test_cancellation_leaves_nothing_running() -> None:
             assert slow.stats()["in_flight"] == 0
             assert client._outstanding_batches == 0
             assert not client.is_closed
+
+
+@ENGINES
+async def test_request_timeout_is_typed_on_the_wire(engine: str) -> None:
+    with running_server(ServerConfig(latency_ms=3000)) as slow:
+        async with RerankClient(
+            http_engine=engine, base_url=slow.base_url, timeout=0.2, max_retries=0
+        ) as client:
+            with anyio.fail_after(5), pytest.raises(APITimeoutError, match="timed out"):
+                await client.score(QUERY, ["a"])

@@ -165,7 +165,7 @@ async def test_works_without_async_with(mock_api: respx.MockRouter) -> None:
         assert await client.score("q", ["a"]) == [0.3]
     finally:
         await client.aclose()
-    assert client._http_client.is_closed
+    assert client._transport.http_client.is_closed
 
 
 def test_repr_hides_the_key() -> None:
@@ -197,3 +197,27 @@ async def test_caller_client_timeout_is_kept_unless_overridden(mock_api: respx.M
         async with make_client(http_client=http_client) as client:
             await client.score("q", ["a"])
     assert route.calls[0].request.extensions["timeout"]["read"] == 7.0
+
+
+def test_http_engine_is_checked() -> None:
+    with pytest.raises(ValueError, match="http_engine must be 'httpx' or 'aiohttp'"):
+        RerankClient(http_engine="curl")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot be used with http_engine='aiohttp'"):
+        RerankClient(http_engine="aiohttp", http_client=httpx.AsyncClient())
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [
+        (None, (None, None, None, None)),
+        (5.0, (None, None, 5.0, 5.0)),
+        (httpx.Timeout(30.0, connect=2.0, pool=1.0), (None, 1.0, 2.0, 30.0)),
+    ],
+)
+def test_aiohttp_timeout_mapping(
+    timeout: httpx.Timeout | float | None, expected: tuple[float | None, ...]
+) -> None:
+    from rerank_async._aiohttp_transport import client_timeout
+
+    mapped = client_timeout(timeout)
+    assert (mapped.total, mapped.connect, mapped.sock_connect, mapped.sock_read) == expected
