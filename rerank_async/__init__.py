@@ -26,7 +26,7 @@ from ._exceptions import (
     ServerError,
 )
 from ._many import RerankOutcome, RerankRequest
-from ._models import RankedDocument, RerankResult, Usage
+from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
@@ -47,6 +47,7 @@ __all__ = [
     "Provider",
     "RankedDocument",
     "RateLimitError",
+    "RequestRecord",
     "RerankClient",
     "RerankError",
     "RerankOutcome",

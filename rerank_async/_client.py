@@ -6,7 +6,8 @@ import enum
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
@@ -31,10 +32,10 @@ from ._constants import (
     ENV_MODEL,
     LOGGER_NAME,
 )
-from ._exceptions import APIStatusError, APITimeoutError
+from ._exceptions import APIStatusError, APITimeoutError, RerankError
 from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
-from ._models import RerankResult, Usage
+from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._transport import BatchRequest, HttpxTransport, TimeoutTypes, Transport
 from ._version import __version__
@@ -125,6 +126,9 @@ class RerankClient:
         http_engine: ``"httpx"`` (default; any anyio backend) or ``"aiohttp"``
             (asyncio only, extra ``aiohttp``): the same behaviour at about a
             third of the CPU per request, for high-throughput bulk work.
+        on_request: Called after every HTTP attempt with a ``RequestRecord``
+            (latency, status, server runtime), for metrics and benchmarks.
+            It runs on the event loop: keep it quick and never let it raise.
 
     Raises:
         ValueError: An option is out of range; the message names it.
@@ -151,6 +155,7 @@ class RerankClient:
         dedupe: bool = True,
         http_client: httpx.AsyncClient | None = None,
         http_engine: HttpEngine = "httpx",
+        on_request: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         self._provider = resolve_provider(provider)
         if batch_size is None:
@@ -230,6 +235,7 @@ class RerankClient:
         self._outstanding_batches = 0
         # Lowered when the server says a batch is too large; calls plan with it.
         self._batch_limit = batch_size
+        self._on_request = on_request
         self._state = _State.UNOPENED
 
     def _make_transport(
@@ -586,7 +592,41 @@ class RerankClient:
     async def _attempt(self, call: _Call, batch: BatchRequest) -> BatchScores:
         async with self._limiter.slot(call):
             call.requests += 1
-            return await self._transport.send(batch)
+            if self._on_request is None:
+                return await self._transport.send(batch)
+            return await self._send_observed(batch, self._on_request)
+
+    async def _send_observed(
+        self, batch: BatchRequest, on_request: Callable[[RequestRecord], None]
+    ) -> BatchScores:
+        """Send and report the attempt to ``on_request``, success or failure."""
+        started = time.perf_counter()
+        try:
+            result = await self._transport.send(batch)
+        except RerankError as error:
+            on_request(
+                RequestRecord(
+                    model=self._options.model,
+                    document_range=batch.document_range,
+                    documents=batch.n_documents,
+                    elapsed_s=time.perf_counter() - started,
+                    status_code=getattr(error, "status_code", None),
+                    error=type(error).__name__,
+                )
+            )
+            raise
+        on_request(
+            RequestRecord(
+                model=self._options.model,
+                document_range=batch.document_range,
+                documents=batch.n_documents,
+                elapsed_s=time.perf_counter() - started,
+                status_code=200,
+                server_runtime_ms=result.runtime_ms,
+                input_tokens=result.input_tokens,
+            )
+        )
+        return result
 
     def _split_batch(self, call: _Call, start: int, stop: int, error: APIStatusError) -> None:
         """Resend a too-large batch in smaller pieces and remember the smaller size.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
 
 from ._batching import rank_indices
 
-__all__ = ["RankedDocument", "RerankResult", "Usage"]
+__all__ = ["RankedDocument", "RequestRecord", "RerankResult", "Usage"]
 
 
 class Usage(BaseModel):
@@ -35,6 +36,39 @@ class Usage(BaseModel):
     requests: int = 0
     retries: int = 0
     input_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One HTTP attempt, as reported to ``RerankClient(on_request=...)``.
+
+    A plain dataclass, not a pydantic model: one is built per request on the
+    hot path.
+
+    Attributes:
+        model: The model.
+        document_range: ``(start, stop)`` of the call's documents it carried.
+        documents: How many documents it carried.
+        elapsed_s: Wall time of the attempt, seconds (after it got a slot).
+        status_code: The HTTP status, or ``None`` when no response arrived.
+        error: The error's class name when the attempt failed, else ``None``.
+        server_runtime_ms: Inference time the server reported, when it did.
+        input_tokens: Tokens the server reported, when it did.
+    """
+
+    model: str
+    document_range: tuple[int, int]
+    documents: int
+    elapsed_s: float
+    status_code: int | None
+    error: str | None = None
+    server_runtime_ms: float | None = None
+    input_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the attempt returned scores."""
+        return self.error is None
 
 
 class RankedDocument(BaseModel):

@@ -18,6 +18,7 @@ from rerank_async import (
     BadRequestError,
     NotFoundError,
     RateLimitError,
+    RequestRecord,
     RerankError,
     ResponseValidationError,
     ServerError,
@@ -425,3 +426,19 @@ async def test_deadline_counts_duplicates_as_scored(mock_api: respx.MockRouter) 
         with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
             await client.rerank(QUERY, ["a", "b", "a", "a"], total_timeout=0.05)
     assert caught.value.documents_scored == 3  # "a" appears three times
+
+
+async def test_on_request_reports_every_attempt(mock_api: respx.MockRouter) -> None:
+    fake = FakeReranker(script=[httpx.Response(503)])
+    mock_api.post(URL).mock(side_effect=fake)
+    records: list[RequestRecord] = []
+    async with make_client(on_request=records.append, batch_size=4, min_batch_size=4) as client:
+        await client.rerank(QUERY, DOCS[:4])
+    failed, ok = records
+    assert (failed.status_code, failed.error, failed.ok) == (503, "ServerError", False)
+    assert (ok.status_code, ok.error, ok.ok) == (200, None, True)
+    assert ok.documents == 4
+    assert ok.document_range == (0, 4)
+    assert ok.server_runtime_ms == 5
+    assert ok.input_tokens == 12
+    assert ok.elapsed_s >= 0
