@@ -24,7 +24,6 @@ from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_MIN_BATCH_SIZE,
-    DEFAULT_MODEL,
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
     DEFAULT_TIMEOUT,
@@ -92,8 +91,9 @@ class RerankClient:
     ``await client.aclose()`` when done.
 
     Args:
-        model: Model name; defaults to ``$RERANK_ASYNC_MODEL``, then
-            ``cross-encoder/ms-marco-MiniLM-L-12-v2``.
+        model: Model name; defaults to ``$RERANK_ASYNC_MODEL``, then the
+            provider's default (DeepInfra: ``cross-encoder/ms-marco-MiniLM-L-12-v2``;
+            most other providers have none and require it).
         api_key: API key; ``None`` reads the provider's environment variables
             (DeepInfra: ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent
             only as a request header to the configured endpoint.
@@ -185,7 +185,13 @@ class RerankClient:
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
             )
 
-        resolved_model = _non_empty("model", model or os.environ.get(ENV_MODEL) or DEFAULT_MODEL)
+        chosen_model = model or os.environ.get(ENV_MODEL) or self._provider.default_model
+        if chosen_model is None:
+            raise ValueError(
+                f"model is required with provider {self._provider.name!r}, which has no default "
+                f"model; pass model= or set {ENV_MODEL}"
+            )
+        resolved_model = _non_empty("model", chosen_model)
         resolved_base_url = _checked_base_url(
             base_url or os.environ.get(ENV_BASE_URL) or self._provider.default_base_url
         )

@@ -64,5 +64,8 @@ PINECONE_BASE_URL: Final = "https://api.pinecone.io"
 TEI_BASE_URL: Final = "http://localhost:8080"
 INFINITY_BASE_URL: Final = "http://localhost:7997"
 VLLM_BASE_URL: Final = "http://localhost:8000"
+# Pinecone requires a dated API version on every request; a version its docs name
+# for the Inference API (not verified to be the newest).
+DEFAULT_PINECONE_API_VERSION: Final = "2025-04"
 
 LOGGER_NAME: Final = "rerank_async"

@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 from ._base import BatchScores, Provider
+from .cohere import CohereProvider
 from .deepinfra import DeepInfraProvider
+from .infinity import InfinityProvider
+from .jina import JinaProvider
+from .mixedbread import MixedbreadProvider
+from .nvidia import NvidiaProvider
+from .pinecone import PineconeProvider
+from .tei import TEIProvider
+from .together import TogetherProvider
+from .vllm import VLLMProvider
+from .voyage import VoyageProvider
 
-__all__ = ["BatchScores", "DeepInfraProvider", "Provider", "resolve_provider"]
+__all__ = [
+    "BatchScores",
+    "CohereProvider",
+    "DeepInfraProvider",
+    "InfinityProvider",
+    "JinaProvider",
+    "MixedbreadProvider",
+    "NvidiaProvider",
+    "PineconeProvider",
+    "Provider",
+    "TEIProvider",
+    "TogetherProvider",
+    "VLLMProvider",
+    "VoyageProvider",
+    "resolve_provider",
+]
 
-_BY_NAME: dict[str, type[Provider]] = {DeepInfraProvider.name: DeepInfraProvider}
+_BY_NAME: dict[str, type[Provider]] = {
+    provider.name: provider
+    for provider in (
+        CohereProvider,
+        DeepInfraProvider,
+        InfinityProvider,
+        JinaProvider,
+        MixedbreadProvider,
+        NvidiaProvider,
+        PineconeProvider,
+        TEIProvider,
+        TogetherProvider,
+        VLLMProvider,
+        VoyageProvider,
+    )
+}
 
 
 def resolve_provider(provider: str | Provider) -> Provider:

@@ -53,6 +53,8 @@ class Provider(abc.ABC):
     name: ClassVar[str]
     default_base_url: ClassVar[str]
     api_key_env_vars: ClassVar[tuple[str, ...]] = ()
+    # The model used when the caller names none; None makes ``model=`` required.
+    default_model: ClassVar[str | None] = None
     # Client defaults when the caller sets none; each provider says why in its docstring.
     default_batch_size: ClassVar[int] = 64
     default_max_concurrency: ClassVar[int] = 32

@@ -17,7 +17,6 @@ which Cohere, Jina, Together, Infinity and vLLM's ``/rerank`` all speak.
 
 from __future__ import annotations
 
-import abc
 import json
 import math
 import re
@@ -140,7 +139,7 @@ def parse_json(model: type[ModelT], content: bytes) -> ModelT:
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    """One line naming the first problem, e.g. ``results.3.index: Input should be a valid integer``."""
+    """One line naming the first problem, e.g. ``results.3.index: Input should be ...``."""
     first = error.errors(include_url=False)[0]
     location = ".".join(str(part) for part in first["loc"]) or "body"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
@@ -199,7 +198,7 @@ def scores_in_input_order(
 
 
 def document_limit_in(message: str) -> int | None:
-    """The most documents per request an error message states, e.g. 100 in "at most 100 documents"."""
+    """The most documents per request an error message states ("at most 100 documents": 100)."""
     for pattern in _LIMIT_PATTERNS:
         match = pattern.search(message)
         if match:
@@ -246,7 +245,7 @@ class RelevanceResponse(BaseModel):
     usage: TokenUsage | None = None
 
 
-class RelevanceResultsProvider(IndexedProvider, abc.ABC):
+class RelevanceResultsProvider(IndexedProvider):
     """The ``results[{index, relevance_score}]`` shape (Cohere, Jina, Together, Infinity, vLLM).
 
     Subclasses set ``path`` and may add body fields in ``extra_fields``. The

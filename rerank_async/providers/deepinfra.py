@@ -17,20 +17,21 @@ Only ``scores`` is required; every other field is parsed when present.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Annotated, Final, Literal
+from typing import Final, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .._constants import (
     DEEPINFRA_BASE_URL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MODEL,
     ENV_DEEPINFRA_API_KEY,
     ENV_DEEPINFRA_TOKEN,
 )
 from ._base import BatchScores, Provider
+from ._indexed import FiniteScore, dumps, parse_json
 
 __all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
 
@@ -39,10 +40,6 @@ QueriesLayout = Literal["repeat", "single"]
 
 # Model families DeepInfra serves with the {"queries", "documents"} form.
 _QUERIES_FORM_MARKERS: Final = ("qwen3-reranker", "nemotron")
-
-# Strict: "0.5" or true is not a score. AllowInfNan(False): NaN and Infinity
-# would silently corrupt a ranking.
-FiniteScore = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class _InferenceStatus(BaseModel):
@@ -75,6 +72,7 @@ class DeepInfraProvider(Provider):
     name = "deepinfra"
     default_base_url = DEEPINFRA_BASE_URL
     api_key_env_vars = (ENV_DEEPINFRA_TOKEN, ENV_DEEPINFRA_API_KEY)
+    default_model = DEFAULT_MODEL
     default_batch_size = DEFAULT_BATCH_SIZE
     default_max_concurrency = DEFAULT_MAX_CONCURRENCY
 
@@ -111,14 +109,10 @@ class DeepInfraProvider(Provider):
         else:
             repeats = len(documents) if self.queries_layout == "repeat" else 1
             body = {"queries": [query] * repeats, "documents": documents}
-        # Compact separators and raw UTF-8: smaller bodies, no per-character escaping.
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(body)
 
     def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        try:
-            parsed = _RerankResponse.model_validate_json(content)
-        except ValidationError as error:
-            raise ValueError(_describe(error)) from error
+        parsed = parse_json(_RerankResponse, content)
         if len(parsed.scores) != n_documents:
             raise ValueError(f"expected {n_documents} scores, got {len(parsed.scores)}")
         status = parsed.inference_status
@@ -128,11 +122,3 @@ class DeepInfraProvider(Provider):
             request_id=parsed.request_id,
             runtime_ms=status.runtime_ms if status is not None else None,
         )
-
-
-def _describe(error: ValidationError) -> str:
-    """One line naming the first problem, e.g. ``scores.3: Input should be a finite number``."""
-    first = error.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{location}: {first['msg']}{more}"

@@ -72,6 +72,9 @@ class TEIProvider(IndexedProvider):
     """
 
     name = "tei"
+    # TEI serves the one model it was started with and takes no model field; the
+    # name only labels results and messages.
+    default_model = "tei"
     default_base_url = TEI_BASE_URL
     # TEI's default --max-client-batch-size: one request over it is a 422.
     default_batch_size = 32

@@ -275,12 +275,19 @@ class _RerankService:
                 headers["retry-after"] = str(math.ceil(cfg.retry_after_s))
             return _error(429, "Rate limit exceeded (simulated)", headers)
 
-        if cfg.capacity is None:
+        limiter = self.capacity_limiter()
+        if limiter is None:
             return await self._process(queries, documents, plan, headers, request_id, started)
+        async with limiter:
+            return await self._process(queries, documents, plan, headers, request_id, started)
+
+    def capacity_limiter(self) -> anyio.CapacityLimiter | None:
+        """The capacity queue every inference route shares, or None when unlimited."""
+        if self.config.capacity is None:
+            return None
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(cfg.capacity)
-        async with self._limiter:
-            return await self._process(queries, documents, plan, headers, request_id, started)
+            self._limiter = anyio.CapacityLimiter(self.config.capacity)
+        return self._limiter
 
     async def _process(
         self,
@@ -364,4 +371,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/stats/reset", service.reset_stats, methods=["POST"]),
         Route("/healthz", service.healthz, methods=["GET"]),
     ]
+    # Imported here: _dialects builds on this module's helpers.
+    from ._dialects import dialect_routes
+
+    routes += dialect_routes(service)
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})

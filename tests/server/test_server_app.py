@@ -316,7 +316,7 @@ async def test_invalid_body_is_422_with_detail() -> None:
     ("method", "path", "status", "body"),
     [
         ("GET", "/nope", 404, {"detail": "Not Found"}),
-        ("POST", "/v1/rerank", 404, {"detail": "Not Found"}),
+        ("POST", "/v1/nope", 404, {"detail": "Not Found"}),
         ("GET", URL, 405, {"detail": "Method Not Allowed"}),
         ("GET", "/healthz", 200, {"status": "ok"}),
     ],

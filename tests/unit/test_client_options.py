@@ -221,3 +221,11 @@ def test_aiohttp_timeout_mapping(
 
     mapped = client_timeout(timeout)
     assert (mapped.total, mapped.connect, mapped.sock_connect, mapped.sock_read) == expected
+
+
+def test_providers_without_a_default_model_require_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="model is required with provider 'cohere'"):
+        RerankClient(provider="cohere")
+    assert RerankClient(provider="cohere", model="rerank-v3.5").model == "rerank-v3.5"
+    monkeypatch.setenv("RERANK_ASYNC_MODEL", "rerank-v3.5")
+    assert RerankClient(provider="cohere").model == "rerank-v3.5"
