@@ -12,8 +12,7 @@ import asyncio
 
 import httpx
 
-from ._transport import BatchRequest, Reply, Transport
-from .providers import Provider
+from ._transport import BatchRequest, Endpoint, Reply, Transport
 
 try:
     import aiohttp
@@ -49,16 +48,12 @@ class AiohttpTransport(Transport):
 
     def __init__(
         self,
+        endpoint: Endpoint,
         *,
         max_connections: int,
         timeout: httpx.Timeout | float | None,
-        provider: Provider,
-        url: str,
-        model: str,
-        headers: dict[str, str],
-        api_key: str | None,
     ) -> None:
-        super().__init__(provider=provider, url=url, model=model, headers=headers, api_key=api_key)
+        super().__init__(endpoint)
         self._max_connections = max_connections
         self._timeout = client_timeout(timeout)
         self._session: aiohttp.ClientSession | None = None

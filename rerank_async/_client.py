@@ -36,7 +36,7 @@ from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
-from ._transport import BatchRequest, HttpxTransport, TimeoutTypes, Transport
+from ._transport import BatchRequest, Endpoint, HttpxTransport, TimeoutTypes, Transport
 from ._version import __version__
 from .providers import BatchScores, Provider, resolve_provider
 
@@ -253,20 +253,23 @@ class RerankClient:
         headers: dict[str, str],
     ) -> Transport:
         options = self._options
+        endpoint = Endpoint(
+            provider=self._provider,
+            url=options.url,
+            model=options.model,
+            headers=headers,
+            api_key=self._api_key,
+        )
         default_timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
         if http_engine == "aiohttp":
             from ._aiohttp_transport import AiohttpTransport  # the optional extra
 
             return AiohttpTransport(
+                endpoint,
                 max_connections=options.max_concurrency,
                 timeout=default_timeout
                 if isinstance(timeout, NotGiven)
                 else _checked_timeout(timeout),
-                provider=self._provider,
-                url=options.url,
-                model=options.model,
-                headers=headers,
-                api_key=self._api_key,
             )
         request_timeout: TimeoutTypes
         if isinstance(timeout, NotGiven):
@@ -288,14 +291,7 @@ class RerankClient:
             follow_redirects=False,
         )
         return HttpxTransport(
-            http_client=client,
-            owns_client=own_client,
-            timeout=request_timeout,
-            provider=self._provider,
-            url=options.url,
-            model=options.model,
-            headers=headers,
-            api_key=self._api_key,
+            endpoint, http_client=client, owns_client=own_client, timeout=request_timeout
         )
 
     # -- public API ---------------------------------------------------------------------------

@@ -31,7 +31,14 @@ from ._exceptions import (
 from ._retry import parse_retry_after
 from .providers import BatchScores, Provider
 
-__all__ = ["BatchRequest", "HttpxTransport", "Reply", "TimeoutTypes", "Transport"]
+__all__ = [
+    "BatchRequest",
+    "Endpoint",
+    "HttpxTransport",
+    "Reply",
+    "TimeoutTypes",
+    "Transport",
+]
 
 # What httpx accepts as a per-request timeout; UseClientDefault defers to the client.
 TimeoutTypes = httpx.Timeout | float | None | UseClientDefault
@@ -75,6 +82,17 @@ class Reply:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how batches go: the same for every engine."""
+
+    provider: Provider
+    url: str
+    model: str
+    headers: dict[str, str]
+    api_key: str | None
+
+
 class Transport(abc.ABC):
     """Sends batches to one endpoint and turns the answer into scores or a typed error.
 
@@ -82,20 +100,12 @@ class Transport(abc.ABC):
     caller sees — errors, messages, logging, decoding — is shared here.
     """
 
-    def __init__(
-        self,
-        *,
-        provider: Provider,
-        url: str,
-        model: str,
-        headers: dict[str, str],
-        api_key: str | None,
-    ) -> None:
-        self._provider = provider
-        self._url = url
-        self._model = model
-        self._headers = headers
-        self._api_key = api_key
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._provider = endpoint.provider
+        self._url = endpoint.url
+        self._model = endpoint.model
+        self._headers = endpoint.headers
+        self._api_key = endpoint.api_key
 
     @abc.abstractmethod
     async def _post(self, batch: BatchRequest) -> Reply:
@@ -194,22 +204,18 @@ class HttpxTransport(Transport):
 
     def __init__(
         self,
+        endpoint: Endpoint,
         *,
         http_client: httpx.AsyncClient,
         owns_client: bool,
         timeout: TimeoutTypes,
-        provider: Provider,
-        url: str,
-        model: str,
-        headers: dict[str, str],
-        api_key: str | None,
     ) -> None:
-        super().__init__(provider=provider, url=url, model=model, headers=headers, api_key=api_key)
+        super().__init__(endpoint)
         self.http_client = http_client
         self._owns_client = owns_client
         self._timeout = timeout
         # Parsed once: httpx would otherwise parse the URL string on every request.
-        self._parsed_url = httpx.URL(url)
+        self._parsed_url = httpx.URL(endpoint.url)
 
     async def _post(self, batch: BatchRequest) -> Reply:
         try:
