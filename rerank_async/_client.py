@@ -607,28 +607,31 @@ class RerankClient:
             result = await self._transport.send(batch)
         except RerankError as error:
             on_request(
-                RequestRecord(
-                    model=self._options.model,
-                    document_range=batch.document_range,
-                    documents=batch.n_documents,
-                    elapsed_s=time.perf_counter() - started,
-                    status_code=getattr(error, "status_code", None),
-                    error=type(error).__name__,
-                )
+                self._record(batch, started, getattr(error, "status_code", None), error=error)
             )
             raise
-        on_request(
-            RequestRecord(
-                model=self._options.model,
-                document_range=batch.document_range,
-                documents=batch.n_documents,
-                elapsed_s=time.perf_counter() - started,
-                status_code=200,
-                server_runtime_ms=result.runtime_ms,
-                input_tokens=result.input_tokens,
-            )
-        )
+        on_request(self._record(batch, started, 200, result=result))
         return result
+
+    def _record(
+        self,
+        batch: BatchRequest,
+        started: float,
+        status_code: int | None,
+        *,
+        result: BatchScores | None = None,
+        error: RerankError | None = None,
+    ) -> RequestRecord:
+        return RequestRecord(
+            model=self._options.model,
+            document_range=batch.document_range,
+            documents=batch.n_documents,
+            elapsed_s=time.perf_counter() - started,
+            status_code=status_code,
+            error=type(error).__name__ if error is not None else None,
+            server_runtime_ms=result.runtime_ms if result is not None else None,
+            input_tokens=result.input_tokens if result is not None else None,
+        )
 
     def _split_batch(self, call: _Call, start: int, stop: int, error: APIStatusError) -> None:
         """Resend a too-large batch in smaller pieces and remember the smaller size.

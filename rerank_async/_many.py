@@ -149,6 +149,8 @@ class _Run:
         async with send:
             started = anyio.current_time()
             request: RerankRequest | None = None
+            result: RerankResult | None = None
+            failure: Exception | None = None
             try:
                 request = _as_request(item, position)
                 result = await self.rerank(request)
@@ -156,21 +158,15 @@ class _Run:
                 if self.fail_fast:
                     self.fail(error)
                     return
-                outcome = RerankOutcome(
-                    position=position,
-                    id=_id_of(request, position),
-                    request=request,
-                    error=error,
-                    elapsed_s=anyio.current_time() - started,
-                )
-            else:
-                outcome = RerankOutcome(
-                    position=position,
-                    id=_id_of(request, position),
-                    request=request,
-                    result=result,
-                    elapsed_s=anyio.current_time() - started,
-                )
+                failure = error
+            outcome = RerankOutcome(
+                position=position,
+                id=_id_of(request, position),
+                request=request,
+                result=result,
+                error=failure,
+                elapsed_s=anyio.current_time() - started,
+            )
             await send.send(outcome)
 
 

@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypedDict
 
 import anyio
@@ -233,13 +233,16 @@ class _RerankService:
 
     async def inference(self, request: Request) -> Response:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        return await self.counted(lambda: self._inference(request, uuid.uuid4().hex, started))
+
+    async def counted(self, handle: Callable[[], Awaitable[Response]]) -> Response:
+        """Run one inference handler of any dialect, keeping the stats."""
         stats = self.stats
         # Counted on entry, before any capacity wait: a client that overshoots its own
         # concurrency bound shows up in max_in_flight.
         stats.enter()
         try:
-            response = await self._inference(request, request_id, started)
+            response = await handle()
         finally:
             stats.in_flight -= 1
         if isinstance(response, _DroppedResponse):

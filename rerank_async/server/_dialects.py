@@ -250,18 +250,7 @@ class _DialectRoute:
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
-        stats = self.service.stats
-        stats.enter()
-        try:
-            response = await self._handle(request, uuid.uuid4().hex, started)
-        finally:
-            stats.in_flight -= 1
-        if isinstance(response, _DroppedResponse):
-            stats.dropped += 1
-        else:
-            key = str(response.status_code)
-            stats.status_counts[key] = stats.status_counts.get(key, 0) + 1
-        return response
+        return await self.service.counted(lambda: self._handle(request, uuid.uuid4().hex, started))
 
     async def _handle(self, request: Request, request_id: str, started: float) -> Response:
         service, dialect = self.service, self.dialect
