@@ -194,13 +194,15 @@ class _Outcomes:
 async def _aiter(
     items: Iterable[RequestLike] | AsyncIterable[RequestLike],
 ) -> AsyncGenerator[RequestLike, None]:
+    # A checkpoint after each item: a synchronous iterable, or an async one that
+    # never waits, would otherwise start requests in bursts and starve the loop.
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
+            await anyio.lowlevel.checkpoint()
     else:
         for item in items:
             yield item
-            # A synchronous iterable never yields to the loop on its own.
             await anyio.lowlevel.checkpoint()
 
 

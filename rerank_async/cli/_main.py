@@ -9,9 +9,15 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Final
 
-from .._constants import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from .._constants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_INITIAL_DELAY,
+)
 from .._exceptions import RerankError
 from .._version import __version__
+from ._bench_args import BENCH_SERVER_DEFAULTS, add_bench_arguments
 
 if TYPE_CHECKING:
     from ..server import ServerConfig
@@ -67,10 +73,26 @@ def _configure_logging(verbosity: int) -> None:
     if verbosity <= 0:
         return
     level = logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("rerank_async").setLevel(level)
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    rich's live progress display swaps ``sys.stderr`` for a proxy that prints
+    above the bar; a handler holding the original stream would garble it.
+    """
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +176,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(demo)
     demo.set_defaults(handler=_run_demo)
 
+    bulk = commands.add_parser(
+        "bulk",
+        help="rerank a JSONL file of requests, resumably, with progress and a summary",
+        description='Rerank every request of a JSONL file ({"id"?, "query", "documents", '
+        '"top_k"?} per line) into a JSONL output, one record per request. A rerun resumes: '
+        "ids already in the output are skipped. See docs/bulk.md.",
+    )
+    bulk.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
+    bulk.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
+    bulk.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="drop the output's error records first, so their lines run again",
+    )
+    bulk.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
+    bulk.add_argument(
+        "--max-pending", type=int, help="requests held at once (default: 4 x --concurrency)"
+    )
+    bulk.add_argument(
+        "--retry-initial-delay",
+        type=float,
+        default=DEFAULT_RETRY_INITIAL_DELAY,
+        help="backoff ceiling after a first failure, seconds (%(default)s; 0: retry at once)",
+    )
+    bulk.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
+    bulk.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
+    )
+    _add_client_options(bulk)
+    bulk.set_defaults(handler=_run_bulk)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark an endpoint: sweep batch size x concurrency x candidates",
+        description="Benchmark a reranker endpoint (the local server when no --base-url is "
+        "given) over a grid of batch sizes, concurrency limits and candidate counts. "
+        "See docs/benchmarks.md.",
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_run_bench)
+
     serve = commands.add_parser("serve", help="run the local DeepInfra-compatible reranker server")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
@@ -163,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_server_options(serve, api_key_flag="--api-key")
         _add_server_options(demo, api_key_flag="--server-api-key")
         demo.set_defaults(**DEMO_SERVER_DEFAULTS)
+        _add_server_options(bench, api_key_flag="--server-api-key")
+        bench.set_defaults(**BENCH_SERVER_DEFAULTS)
     except ImportError:
         # Without the server extra, serve and demo explain what to install when run.
         pass
@@ -175,6 +240,22 @@ def _run_rerank(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise MissingExtraError(f"{error}: install rerank-async[cli]") from error
     return run_rerank(args)
+
+
+def _run_bulk(args: argparse.Namespace) -> int:
+    try:
+        from ._bulk import run_bulk
+    except ImportError as error:
+        raise MissingExtraError(f"{error}: install rerank-async[cli]") from error
+    return run_bulk(args)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    try:
+        from ._bench import run_bench
+    except ImportError as error:
+        raise MissingExtraError(f"{error}: install rerank-async[cli,server]") from error
+    return run_bench(args)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
