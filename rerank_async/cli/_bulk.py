@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import os
 import random
-import re
 import signal
-import stat
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import IO, Any, Final, Protocol
+from typing import Any, Final
 
 import anyio
 import anyio.from_thread
@@ -46,578 +42,33 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
-from .._batching import rank_indices
 from .._client import RerankClient
 from .._exceptions import APIStatusError
 from .._many import RerankOutcome, RerankRequest
-from ._main import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._bulk_input import (
+    BadLine,
+    ChunkSource,
+    LineMeta,
+    RequestId,
+    count_lines,
+    input_lines,
+    never_blocks,
+    open_input,
+    parse_line,
+)
+from ._bulk_output import DUPLICATE_ID, DoneIds, OutputFile, error_record, success_record
+from ._main import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, one_line
 from ._output import percentile, stderr_console, summary_table
+from ._rerank import client_from_args
 
-__all__ = [
-    "BadLine",
-    "BulkSummary",
-    "LineMeta",
-    "OutputFile",
-    "count_lines",
-    "error_record",
-    "parse_line",
-    "run_bulk",
-    "success_record",
-]
+__all__ = ["BulkSummary", "run_bulk"]
 
-# Input is read in chunks of this size and split into lines; one line may span chunks.
-_CHUNK_BYTES: Final = 1 << 20
-# Fields of an input document object that the ranked output entries use themselves.
-RESERVED_DOCUMENT_FIELDS: Final = ("index", "score")
 # Latency percentiles are exact up to this many requests, then estimated from a uniform
 # sample of this size (reservoir sampling), so memory stays flat on any input.
 _LATENCY_SAMPLE: Final = 20_000
 # Malformed lines reported one by one on stderr before the rest are only counted.
 _MAX_LINE_REPORTS: Final = 20
 EXIT_TERMINATED: Final = 128 + signal.SIGTERM
-
-# Error types of records that come from the input rather than from a request.
-INVALID_LINE: Final = "InvalidLine"
-DUPLICATE_ID: Final = "DuplicateId"
-
-RequestId = str | int
-
-
-# -- input ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LineMeta:
-    """What ``rerank_many`` carries back with each request: where it came from.
-
-    Attributes:
-        line: 1-based line number in the input.
-        fields: Per document, its fields other than ``text``; ``None`` when every
-            document was a plain string.
-    """
-
-    line: int
-    fields: list[dict[str, Any]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
-    """An input line that is not a valid request; it becomes an error record.
-
-    Attributes:
-        id: The line's own id when it could be read, else its line number.
-        line: 1-based line number.
-        message: What is wrong, one line.
-        type: ``InvalidLine`` or ``DuplicateId``.
-    """
-
-    id: RequestId
-    line: int
-    message: str
-    type: str = INVALID_LINE
-
-
-def parse_line(
-    raw: bytes, line: int, *, default_top_k: int | None = None
-) -> RerankRequest | BadLine | None:
-    """Parse one input line.
-
-    Args:
-        raw: The line's bytes, without its newline.
-        line: Its 1-based line number, which is also the id of a line without one.
-        default_top_k: ``top_k`` for a line that gives none.
-
-    Returns:
-        The request (its ``metadata`` a `LineMeta`), a `BadLine`, or ``None`` for a
-        blank line.
-    """
-    text = raw.strip()
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for bad UTF-8
-        return BadLine(line, line, f"not valid JSON: {_one_line(error)}")
-    if not isinstance(value, dict):
-        return BadLine(line, line, f"expected a JSON object, got {_json_type(value)}")
-
-    raw_id = value.get("id")
-    request_id: RequestId = line
-    if raw_id is not None:
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-            return BadLine(
-                line, line, f"'id' must be a string or an integer, got {_json_type(raw_id)}"
-            )
-        request_id = raw_id
-
-    def bad(message: str) -> BadLine:
-        return BadLine(request_id, line, message)
-
-    if "query" not in value:
-        return bad("missing 'query'")
-    query = value["query"]
-    if not isinstance(query, str):
-        return bad(f"'query' must be a string, got {_json_type(query)}")
-    if not query.strip():
-        return bad("'query' must not be blank")
-
-    if "documents" not in value:
-        return bad("missing 'documents'")
-    documents = value["documents"]
-    if not isinstance(documents, list):
-        return bad(f"'documents' must be a list, got {_json_type(documents)}")
-    texts: list[str] = []
-    fields: list[dict[str, Any]] | None = None
-    for index, document in enumerate(documents):
-        if isinstance(document, str):
-            texts.append(document)
-            if fields is not None:
-                fields.append({})
-            continue
-        if not isinstance(document, dict):
-            return bad(
-                f"documents[{index}] must be a string or an object with 'text', "
-                f"got {_json_type(document)}"
-            )
-        document_text = document.get("text")
-        if not isinstance(document_text, str):
-            found = "no 'text'" if "text" not in document else f"{_json_type(document_text)} 'text'"
-            return bad(f"documents[{index}] has {found}; it needs a string 'text'")
-        reserved = [name for name in RESERVED_DOCUMENT_FIELDS if name in document]
-        if reserved:
-            return bad(
-                f"documents[{index}] has a field {reserved[0]!r}, which the output uses for its "
-                "own value; rename it"
-            )
-        if fields is None:
-            fields = [{} for _ in texts]
-        texts.append(document_text)
-        fields.append({key: item for key, item in document.items() if key != "text"})
-
-    top_k = value.get("top_k")
-    if top_k is None:
-        top_k = default_top_k
-    elif isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        return bad(f"'top_k' must be an integer >= 1, got {json.dumps(top_k)}")
-    return RerankRequest(
-        query=query,
-        documents=texts,
-        id=request_id,
-        top_k=top_k,
-        metadata=LineMeta(line=line, fields=fields),
-    )
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-def count_lines(path: str) -> int:
-    """Lines in a file, a last line without a newline included, read in large chunks."""
-    lines = 0
-    last = b"\n"
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return lines + (last != b"\n")
-
-
-class _ChunkSource:
-    """Chunks of the input, read without stalling the event loop.
-
-    Regular files and in-memory streams are read inline: a read never waits. Pipes and
-    terminals are read by a daemon thread, so a slow producer on stdin never blocks the
-    requests in flight, and a thread stuck in ``read`` never keeps the process alive.
-    """
-
-    def __init__(self, stream: _Binary) -> None:
-        self._stream = stream
-        self._stopped = False
-        self._scope: anyio.CancelScope | None = None
-        self._threaded = not _never_blocks(stream)
-        self._send, self._receive = anyio.create_memory_object_stream[bytes | OSError](1)
-        self._started = False
-
-    @property
-    def stopped(self) -> bool:
-        """Whether `stop` was called."""
-        return self._stopped
-
-    def stop(self) -> None:
-        """Stop reading: a pending read returns ``b""`` at once."""
-        self._stopped = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def read(self) -> bytes:
-        if self._stopped:
-            return b""
-        if not self._threaded:
-            return _read_some(self._stream)
-        if not self._started:
-            self._started = True
-            token = anyio.lowlevel.current_token()
-            threading.Thread(
-                target=self._pump, args=(token,), name="rerank-async-bulk-input", daemon=True
-            ).start()
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            item = await self._receive.receive()
-        self._scope = None
-        if scope.cancelled_caught or self._stopped:
-            return b""
-        if isinstance(item, OSError):
-            raise item
-        return item
-
-    def _pump(self, token: anyio.lowlevel.EventLoopToken) -> None:
-        # os.read on the descriptor, not the buffered file: a daemon thread blocked inside
-        # a BufferedReader holds its lock, and interpreter shutdown then aborts on it.
-        fd = self._stream.fileno()
-        while True:
-            item: bytes | OSError
-            try:
-                item = os.read(fd, _CHUNK_BYTES)
-            except OSError as error:
-                item = error
-            try:
-                anyio.from_thread.run(self._send.send, item, token=token)
-            except Exception:  # the run is over or stopped reading: nobody wants more
-                return
-            if not item or isinstance(item, OSError):
-                return
-
-    def close(self) -> None:
-        self._receive.close()
-        self._send.close()
-
-
-def _read_some(stream: _Binary) -> bytes:
-    read1 = getattr(stream, "read1", None)
-    data = read1(_CHUNK_BYTES) if read1 is not None else stream.read(_CHUNK_BYTES)
-    return bytes(data)
-
-
-def _never_blocks(stream: _Binary) -> bool:
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError):  # io.UnsupportedOperation: an in-memory stream
-        return True
-    return stat.S_ISREG(os.fstat(fd).st_mode)
-
-
-async def _input_lines(source: _ChunkSource) -> AsyncIterator[tuple[int, bytes]]:
-    """``(line number, bytes)`` per input line, newline removed; memory: one chunk + one line."""
-    pending = bytearray()
-    number = 0
-    while chunk := await source.read():
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            number += 1
-            if pending:
-                pending += chunk[start:end]
-                line = bytes(pending)
-                pending.clear()
-            else:
-                line = chunk[start:end]
-            yield number, line
-            start = end + 1
-        pending += chunk[start:]
-    if pending and not source.stopped:
-        yield number + 1, bytes(pending)
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-
-def success_record(
-    request_id: RequestId,
-    scores: list[float],
-    *,
-    top_k: int | None,
-    meta: LineMeta | None,
-    input_tokens: int | None,
-) -> dict[str, Any]:
-    """The output record of a request that succeeded.
-
-    ``ranking`` lists input indices best first (ties: lower index first), cut to
-    ``top_k``; when the documents were objects, ``documents`` lists their other fields
-    in the same order, each with its ``index`` and ``score``.
-    """
-    ranking = rank_indices(scores, top_k)
-    record: dict[str, Any] = {"id": request_id, "scores": scores, "ranking": ranking}
-    if meta is not None and meta.fields is not None:
-        fields = meta.fields
-        record["documents"] = [{"index": i, "score": scores[i], **fields[i]} for i in ranking]
-    if input_tokens is not None:
-        record["input_tokens"] = input_tokens
-    return record
-
-
-def error_record(
-    request_id: RequestId,
-    *,
-    type_name: str,
-    message: str,
-    line: int | None,
-    status_code: int | None = None,
-) -> dict[str, Any]:
-    """The output record of a request that failed or a line that was malformed."""
-    error: dict[str, Any] = {"type": type_name, "message": message}
-    if status_code is not None:
-        error["status_code"] = status_code
-    if line is not None:
-        error["line"] = line
-    # "id" then "error" first: OutputFile's fast scan relies on this order.
-    return {"id": request_id, "error": error}
-
-
-def _encode(record: dict[str, Any]) -> bytes:
-    try:
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        return (text + "\n").encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: keep it escaped
-        return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
-
-
-# A record as this module writes it: the id first, then "error" for an error record.
-_RECORD_HEAD: Final = re.compile(rb'\{"id":(-?\d+|"(?:[^"\\]|\\.)*")(?=[,}])(,"error":)?')
-
-
-@dataclass
-class DoneIds:
-    """What an existing output already holds, for resuming.
-
-    Attributes:
-        ok: Ids with a success record.
-        failed: Ids with an error record.
-        duplicate_lines: Input lines already reported as duplicate ids (their ids are
-            in neither set).
-        records: Records in the file.
-        error_records: Error records in the file.
-    """
-
-    ok: set[RequestId] = field(default_factory=set)
-    failed: set[RequestId] = field(default_factory=set)
-    duplicate_lines: set[int] = field(default_factory=set)
-    records: int = 0
-    error_records: int = 0
-
-
-class OutputFile:
-    """The output JSONL: repaired and scanned on open, appended to one whole record at a time.
-
-    Holds an exclusive ``flock`` while open, so two runs cannot append to one file.
-    """
-
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
-        self._fd = fd
-        self.written = 0
-
-    @classmethod
-    def open(
-        cls, path: str, *, retry_failed: bool, warn: Callable[[str], None]
-    ) -> tuple[OutputFile, DoneIds]:
-        """Open (or create) the output, cut an incomplete last line, and read its ids.
-
-        Args:
-            path: The output file.
-            retry_failed: Drop the error records first (atomically, by rewriting the
-                file beside itself), so their requests run again.
-            warn: Called with a one-line message when a partial line is removed.
-
-        Returns:
-            The open file and the ids it holds.
-
-        Raises:
-            OSError: The file cannot be opened or is locked by another run.
-            ValueError: A line of the file is not a bulk output record.
-        """
-        fd = _open_locked(path)
-        try:
-            removed = _cut_partial_line(fd)
-            if removed:
-                warn(
-                    f"{path}: removed an incomplete last line ({removed:,} bytes) left by an "
-                    "interrupted write; its request runs again"
-                )
-            if retry_failed:
-                fd = _drop_error_records(path, fd)
-            done = _scan(path, fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(path, fd), done
-
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one record as one ``write`` of its complete line.
-
-        Raises:
-            OSError: The write failed; a partly written record is taken back out first.
-        """
-        data = _encode(record)
-        written = os.write(self._fd, data)
-        if written != len(data):
-            # Only a full disk (or a file size limit) writes part of a regular-file write.
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
-            raise OSError(errno.ENOSPC, f"wrote {written} of {len(data)} bytes", self.path)
-        self.written += 1
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # also releases the lock
-            self._fd = -1
-
-
-def _open_locked(path: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        _lock(fd, path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _lock(fd: int, path: str) -> None:
-    if sys.platform == "win32":  # no flock; the run is still crash-safe, just not exclusive
-        return
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as error:
-        raise OSError(
-            errno.EBUSY, "another rerank-async bulk run is writing to this output", path
-        ) from error
-
-
-def _cut_partial_line(fd: int) -> int:
-    """Truncate the file after its last newline; returns the bytes removed."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return 0
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        block = os.pread(fd, end - start, start)
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            keep = start + newline + 1
-            break
-        end = start
-    else:
-        keep = 0
-    os.ftruncate(fd, keep)
-    return size - keep
-
-
-def _drop_error_records(path: str, fd: int) -> int:
-    """Rewrite the output without its error records; returns the new file's descriptor.
-
-    The new file is written beside the old one, locked, flushed to disk, and then moved
-    over it with ``os.replace``: a crash at any point leaves either file whole.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    temp_fd, temp_path = tempfile.mkstemp(prefix=".bulk-", suffix=".tmp", dir=directory)
-    try:
-        os.close(temp_fd)
-        new_fd = _open_locked(temp_path)
-        try:
-            with open(path, "rb") as old, open(new_fd, "ab", closefd=False) as new:
-                for number, line in enumerate(old, start=1):
-                    if not _is_error_record(line, number, path):
-                        new.write(line)
-            with contextlib.suppress(OSError):
-                os.fchmod(new_fd, stat.S_IMODE(os.fstat(fd).st_mode))
-            os.fsync(new_fd)
-            os.replace(temp_path, path)
-        except BaseException:
-            os.close(new_fd)
-            raise
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
-    _fsync_directory(directory)
-    os.close(fd)
-    return new_fd
-
-
-def _is_error_record(line: bytes, number: int, path: str) -> bool:
-    head = _RECORD_HEAD.match(line)
-    if head is not None:
-        return head.group(2) is not None
-    return bool(line.strip()) and "error" in _load_record(line, number, path)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _scan(path: str, fd: int) -> DoneIds:
-    done = DoneIds()
-    with open(os.dup(fd), "rb") as handle:
-        handle.seek(0)
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            done.records += 1
-            head = _RECORD_HEAD.match(line)
-            if head is not None and head.group(2) is None:
-                done.ok.add(json.loads(head.group(1)))
-                continue
-            record = _load_record(line, number, path)
-            request_id = record["id"]
-            if "error" in record:
-                done.error_records += 1
-                error = record["error"]
-                is_duplicate = isinstance(error, dict) and error.get("type") == DUPLICATE_ID
-                line_number = error.get("line") if is_duplicate else None
-                if isinstance(line_number, int):
-                    # Done is that line, not the id: the first line with the id may still
-                    # have been in flight when the run stopped.
-                    done.duplicate_lines.add(line_number)
-                else:
-                    done.failed.add(request_id)
-            else:
-                done.ok.add(request_id)
-    return done
-
-
-def _load_record(line: bytes, number: int, path: str) -> dict[str, Any]:
-    where = f"{path} line {number}" if number else path
-    try:
-        record: object = json.loads(line)
-    except ValueError as error:
-        raise ValueError(
-            f"{where} is not valid JSON ({_one_line(error)}); is it a bulk output file?"
-        ) from error
-    if not isinstance(record, dict) or not _is_request_id(record.get("id")):
-        raise ValueError(f"{where} is not a bulk output record (no string or integer 'id')")
-    return record
-
-
-def _is_request_id(value: object) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -800,7 +251,7 @@ class _BulkRun:
         self,
         options: _Options,
         client: RerankClient,
-        source: _ChunkSource,
+        source: ChunkSource,
         output: OutputFile,
         done: DoneIds,
         display: _Display,
@@ -873,7 +324,7 @@ class _BulkRun:
 
     async def _requests(self) -> AsyncIterator[RerankRequest]:
         summary, display = self.summary, self.display
-        async for number, raw in _input_lines(self.source):
+        async for number, raw in input_lines(self.source):
             if self.source.stopped:
                 return
             parsed = parse_line(raw, number, default_top_k=self.options.default_top_k)
@@ -960,7 +411,7 @@ class _BulkRun:
                 error_record(
                     outcome.id,
                     type_name=type(error).__name__,
-                    message=_one_line(error),
+                    message=one_line(error),
                     line=line_meta.line if line_meta is not None else None,
                     status_code=error.status_code if isinstance(error, APIStatusError) else None,
                 )
@@ -973,10 +424,6 @@ class _BulkRun:
 def _duplicate_message(key: RequestId) -> str:
     shown = json.dumps(key, ensure_ascii=False)
     return f"duplicate id {shown}: an earlier line has it; this line is not run"
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join((str(error) or type(error).__name__).split())
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -1000,9 +447,9 @@ def run_bulk(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         console.print(Text(f"rerank-async: warning: {message}", style="yellow"), soft_wrap=True)
 
-    with _open_input(args.input) as stream:
-        countable = args.input != "-" and _never_blocks(stream)
-        client = _client_from_args(args)
+    with open_input(args.input) as stream:
+        countable = args.input != "-" and never_blocks(stream)
+        client = client_from_args(args, retry_initial_delay=args.retry_initial_delay)
         output, done = OutputFile.open(args.output, retry_failed=args.retry_failed, warn=warn)
         try:
             display = _Display(
@@ -1010,7 +457,7 @@ def run_bulk(args: argparse.Namespace) -> int:
                 enabled=console.is_terminal and not args.quiet,
                 count_lines_of=args.input if countable else None,
             )
-            source = _ChunkSource(stream)
+            source = ChunkSource(stream)
             bulk = _BulkRun(options, client, source, output, done, display)
             try:
                 with display:
@@ -1044,50 +491,6 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             if os.path.samefile(args.input, args.output):
                 return "the output must not be the input file"
     return None
-
-
-@contextlib.contextmanager
-def _open_input(path: str) -> Iterator[_Binary]:
-    if path == "-":
-        buffer: _Binary | None = getattr(sys.stdin, "buffer", None)
-        yield buffer if buffer is not None else _TextAsBytes(sys.stdin)
-        return
-    with open(path, "rb", buffering=0) as handle:
-        yield handle
-
-
-class _Binary(Protocol):
-    """What the input is read through: a binary file, stdin's buffer, or `_TextAsBytes`."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-    def fileno(self) -> int: ...
-
-
-class _TextAsBytes:
-    """A text stream seen as bytes (stdin replaced by a ``StringIO``, as in tests)."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._stream = stream
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    def read(self, size: int) -> bytes:
-        return self._stream.read(size).encode("utf-8")
-
-
-def _client_from_args(args: argparse.Namespace) -> RerankClient:
-    return RerankClient(
-        model=args.model,
-        api_key=args.api_key,
-        base_url=args.base_url,
-        batch_size=args.batch_size,
-        max_concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
-        retry_initial_delay=args.retry_initial_delay,
-    )
 
 
 def _summary_rows(summary: BulkSummary) -> list[tuple[str, str]]:

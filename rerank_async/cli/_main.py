@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rerank-async: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (RerankError, OSError, ValueError, TypeError) as error:
-        print(f"rerank-async: error: {_one_line(error)}", file=sys.stderr)
+        print(f"rerank-async: error: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     return code
 
@@ -62,7 +62,7 @@ class MissingExtraError(RuntimeError):
     """An optional dependency of the command is not installed."""
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     if isinstance(error, OSError) and error.filename is not None:
         text = f"{error.strerror or text}: {error.filename}"

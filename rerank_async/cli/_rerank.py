@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -35,8 +36,10 @@ async def _rerank(
         return await client.rerank(query, documents, top_k=top_k)
 
 
-def client_from_args(args: argparse.Namespace, *, base_url: str | None = None) -> RerankClient:
-    """A client from the shared ``--base-url``/``--model``/... flags."""
+def client_from_args(
+    args: argparse.Namespace, *, base_url: str | None = None, **options: Any
+) -> RerankClient:
+    """A client from the shared ``--base-url``/``--model``/... flags, plus ``options``."""
     return RerankClient(
         model=args.model,
         api_key=args.api_key,
@@ -45,6 +48,7 @@ def client_from_args(args: argparse.Namespace, *, base_url: str | None = None) -
         max_concurrency=args.concurrency,
         max_retries=args.max_retries,
         timeout=args.timeout,
+        **options,
     )
 
 

@@ -11,15 +11,8 @@ from typing import Any
 import pytest
 
 from rerank_async import RerankRequest
-from rerank_async.cli._bulk import (
-    BadLine,
-    LineMeta,
-    OutputFile,
-    count_lines,
-    error_record,
-    parse_line,
-    success_record,
-)
+from rerank_async.cli._bulk_input import BadLine, LineMeta, count_lines, parse_line
+from rerank_async.cli._bulk_output import OutputFile, error_record, success_record
 
 
 def parse(value: object, line: int = 7, **kwargs: Any) -> RerankRequest | BadLine | None:
