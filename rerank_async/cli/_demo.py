@@ -122,7 +122,9 @@ async def _demo(client: RerankClient, args: argparse.Namespace, console: Console
     report = _Report()
     async with client:
         seed = await client.rerank(SEED_QUERY, list(SEED_DOCUMENTS))
-        console.print(ranked_table(seed, title=f"Seed example: {SEED_QUERY!r}"))
+        console.print(
+            ranked_table(seed, title=f"Seed example: {SEED_QUERY!r}", width=console.width)
+        )
 
         corpus_seed = args.server_seed if getattr(args, "server_seed", None) is not None else 7
         corpus = synthetic_corpus(args.documents, args.queries, corpus_seed)
@@ -151,7 +153,9 @@ async def _demo(client: RerankClient, args: argparse.Namespace, console: Console
         report.documents = sum(len(d) for _, d in corpus)
         report.calls = len(corpus)
         if corpus:
-            console.print(ranked_table(results[0], title=f"Top 3 for {corpus[0][0]!r}"))
+            console.print(
+                ranked_table(results[0], title=f"Top 3 for {corpus[0][0]!r}", width=console.width)
+            )
     return report
 
 

@@ -13,13 +13,29 @@ from .._models import RerankResult
 __all__ = ["percentile", "ranked_table", "stderr_console", "summary_table"]
 
 
-def ranked_table(result: RerankResult, *, title: str | None = None, width: int = 90) -> Table:
-    """The ranked documents as a table: rank, input index, score, text."""
+# Columns, borders and padding of a ranked table besides the document text.
+_RANKED_TABLE_FRAME = 28
+
+
+def ranked_table(result: RerankResult, *, title: str | None = None, width: int = 120) -> Table:
+    """The ranked documents as a table: rank, input index, score, text.
+
+    Args:
+        result: What to show.
+        title: A caption above the table.
+        width: The terminal's width; the document text is cut to fit it.
+    """
     table = Table(title=title, title_justify="left")
-    table.add_column("rank", justify="right")
-    table.add_column("index", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("document", overflow="ellipsis", no_wrap=True, max_width=width)
+    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
+    table.add_column("index", justify="right", no_wrap=True, min_width=5)
+    table.add_column("score", justify="right", min_width=6, no_wrap=True)
+    # Only the document text shrinks to fit the terminal; the numbers never do.
+    table.add_column(
+        "document",
+        overflow="ellipsis",
+        no_wrap=True,
+        max_width=max(20, width - _RANKED_TABLE_FRAME),
+    )
     for rank, ranked in enumerate(result.results, start=1):
         table.add_row(str(rank), str(ranked.index), f"{ranked.score:.4f}", ranked.document)
     return table

@@ -25,7 +25,8 @@ def run_rerank(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False))
     else:
-        Console().print(ranked_table(result))
+        console = Console()
+        console.print(ranked_table(result, width=console.width))
     return 0
 
 
