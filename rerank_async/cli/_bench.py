@@ -29,7 +29,7 @@ from .._client import RerankClient
 from .._exceptions import RerankError
 from .._models import RequestRecord
 from ._demo import synthetic_corpus
-from ._output import percentile
+from ._output import percentile, stdout_console
 
 __all__ = ["CellResult", "best_cell", "run_bench"]
 
@@ -84,10 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
     plot = _load_plotter() if args.plot else None  # a missing extra fails before the sweep
     with _endpoint(args, console) as base_url:
         cells = anyio.run(_sweep, args, base_url, console)
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=160)  # a file or a pipe: keep every column readable
-    out.print(_table(cells))
+    stdout_console().print(_table(cells))
     best = best_cell(cells, args.target_p99)
     if best is None:
         print(f"no cell had a call p99 within {args.target_p99} ms")

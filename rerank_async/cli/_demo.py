@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .._client import RerankClient
 from .._models import RerankResult
-from ._output import percentile, ranked_table, summary_table
+from ._output import percentile, ranked_table, stdout_console, summary_table
 from ._rerank import client_from_args
 
 __all__ = ["SEED_DOCUMENTS", "SEED_QUERY", "run_demo", "synthetic_corpus"]
@@ -86,7 +86,7 @@ def synthetic_corpus(n_documents: int, n_queries: int, seed: int) -> list[tuple[
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo and print its tables; returns the exit code."""
-    console = Console()
+    console = stdout_console()
     with _endpoint(args, console) as (base_url, stats):
         client = client_from_args(args, base_url=base_url)
         report = anyio.run(_demo, client, args, console)

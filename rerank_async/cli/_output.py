@@ -10,7 +10,13 @@ from rich.table import Table
 
 from .._models import RerankResult
 
-__all__ = ["percentile", "ranked_table", "stderr_console", "summary_table"]
+__all__ = [
+    "percentile",
+    "ranked_table",
+    "stderr_console",
+    "stdout_console",
+    "summary_table",
+]
 
 
 # Columns, borders and padding of a ranked table besides the document text.
@@ -58,6 +64,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
     return ordered[rank]
+
+
+def stdout_console() -> Console:
+    """Where tables go: the terminal's width, or 160 columns into a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def stderr_console() -> Console:

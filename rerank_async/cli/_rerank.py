@@ -8,11 +8,10 @@ import sys
 from typing import Any
 
 import anyio
-from rich.console import Console
 
 from .._client import RerankClient
 from .._models import RerankResult
-from ._output import ranked_table
+from ._output import ranked_table, stdout_console
 
 __all__ = ["client_from_args", "read_documents", "run_rerank"]
 
@@ -25,7 +24,7 @@ def run_rerank(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False))
     else:
-        console = Console()
+        console = stdout_console()
         console.print(ranked_table(result, width=console.width))
     return 0
 
