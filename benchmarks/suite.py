@@ -100,7 +100,7 @@ def batches_of(docs: list[str], size: int) -> list[tuple[int, list[str]]]:
     return [(start, docs[start : start + size]) for start in range(0, len(docs), size)]
 
 
-def rerank_async_client(engine: str) -> Client:
+def rerank_async_client(engine: str, hedge_after: float | None = None) -> Client:
     async def run(base_url: str, workload: Workload, batch_size: int, concurrency: int) -> Run:
         requests = 0
 
@@ -112,6 +112,7 @@ def rerank_async_client(engine: str) -> Client:
         async with RerankClient(
             base_url=base_url, model=MODEL, batch_size=batch_size, max_concurrency=concurrency,
             http_engine=engine, retry_initial_delay=0.05, max_retries=8, on_request=count,  # type: ignore[arg-type]
+            hedge_after=hedge_after,
         ) as client:  # fmt: skip
             started, cpu = time.perf_counter(), time.process_time()
             if len(workload.calls) == 1:
@@ -242,6 +243,8 @@ def clients() -> dict[str, Client]:
     return {
         "rerank_async (httpx)": rerank_async_client("httpx"),
         "rerank_async (aiohttp)": rerank_async_client("aiohttp"),
+        # Hedge a batch still unanswered after 3x the 50 ms service time.
+        "rerank_async (aiohttp, hedged)": rerank_async_client("aiohttp", hedge_after=0.15),
         "sequential loop": sequential_loop,
         "unbounded gather": unbounded_gather,
         "semaphore + httpx": semaphore_httpx,
@@ -446,6 +449,7 @@ SETTINGS: dict[str, dict[str, object]] = {
 ALL_CLIENTS = [
     "rerank_async (httpx)",
     "rerank_async (aiohttp)",
+    "rerank_async (aiohttp, hedged)",
     "sequential loop",
     "unbounded gather",
     "semaphore + httpx",

@@ -77,6 +77,7 @@ class ClientOptions:
     max_concurrency: int
     split: bool
     total_timeout: float | None
+    hedge_after: float | None
     dedupe: bool
     retry: RetryPolicy
 
@@ -126,6 +127,10 @@ class RerankClient:
         http_engine: ``"httpx"`` (default; any anyio backend) or ``"aiohttp"``
             (asyncio only, extra ``aiohttp``): the same behaviour at about a
             third of the CPU per request, for high-throughput bulk work.
+        hedge_after: Seconds after which a batch still unanswered is sent a
+            second time, when a concurrency slot is free; the first answer wins.
+            Cuts the tail on servers with rare, very slow requests; ``None``
+            (default) never hedges.
         on_request: Called after every HTTP attempt with a ``RequestRecord``
             (latency, status, server runtime), for metrics and benchmarks.
             It runs on the event loop: keep it quick and never let it raise.
@@ -156,6 +161,7 @@ class RerankClient:
         http_client: httpx.AsyncClient | None = None,
         http_engine: HttpEngine = "httpx",
         on_request: Callable[[RequestRecord], None] | None = None,
+        hedge_after: float | None = None,
     ) -> None:
         self._provider = resolve_provider(provider)
         if batch_size is None:
@@ -180,6 +186,8 @@ class RerankClient:
             _check_seconds(name, seconds, allow_zero=True)
         if total_timeout is not None:
             _check_seconds("total_timeout", total_timeout, allow_zero=False)
+        if hedge_after is not None:
+            _check_seconds("hedge_after", hedge_after, allow_zero=False)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise TypeError(
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
@@ -205,6 +213,7 @@ class RerankClient:
             max_concurrency=max_concurrency,
             split=split,
             total_timeout=total_timeout,
+            hedge_after=hedge_after,
             dedupe=dedupe,
             retry=RetryPolicy(
                 max_retries=max_retries,
@@ -409,6 +418,7 @@ class RerankClient:
                 batches=call.batches,
                 requests=call.requests,
                 retries=call.retries,
+                hedges=call.hedges,
                 input_tokens=call.input_tokens,
             ),
         )
@@ -594,9 +604,60 @@ class RerankClient:
     async def _attempt(self, call: _Call, batch: BatchRequest) -> BatchScores:
         async with self._limiter.slot(call):
             call.requests += 1
-            if self._on_request is None:
-                return await self._transport.send(batch)
-            return await self._send_observed(batch, self._on_request)
+            if self._options.hedge_after is None:
+                return await self._send(batch)
+            return await self._send_hedged(call, batch, self._options.hedge_after)
+
+    async def _send(self, batch: BatchRequest) -> BatchScores:
+        if self._on_request is None:
+            return await self._transport.send(batch)
+        return await self._send_observed(batch, self._on_request)
+
+    async def _send_hedged(
+        self, call: _Call, batch: BatchRequest, hedge_after: float
+    ) -> BatchScores:
+        """Send, and if no answer came within ``hedge_after`` s, race a second copy.
+
+        A heavy-tailed server keeps a few requests far longer than the rest, and a
+        call waits for its slowest batch. The copy goes out only when a slot is free
+        right now (``try_acquire``), so hedging never exceeds ``max_concurrency`` nor
+        delays another call's batch. The first answer wins and the other request is
+        cancelled; only when both fail does the attempt fail, with the first error.
+        """
+        answers: list[BatchScores] = []
+        failures: list[Exception] = []
+        running = 0
+        settled = anyio.Event()
+
+        async def race(holds_extra_slot: bool) -> None:
+            nonlocal running
+            try:
+                answers.append(await self._send(batch))
+                settled.set()
+            except Exception as error:  # kept, raised below if no copy succeeds
+                failures.append(error)
+            finally:
+                running -= 1
+                if holds_extra_slot:
+                    self._limiter.release()
+                if running == 0:
+                    settled.set()
+
+        async with anyio.create_task_group() as racers:
+            running = 1
+            racers.start_soon(race, False)
+            with anyio.move_on_after(hedge_after):
+                await settled.wait()
+            if not settled.is_set() and self._limiter.try_acquire():
+                call.requests += 1
+                call.hedges += 1
+                running += 1
+                racers.start_soon(race, True)
+            await settled.wait()
+            racers.cancel_scope.cancel()  # the slower copy, if any, is not needed
+        if answers:
+            return answers[0]
+        raise failures[0]
 
     async def _send_observed(
         self, batch: BatchRequest, on_request: Callable[[RequestRecord], None]
@@ -676,6 +737,7 @@ class _Call:
         "deadline",
         "error",
         "first_index",
+        "hedges",
         "input_tokens",
         "positions",
         "query",
@@ -698,6 +760,7 @@ class _Call:
         self.batches = 0
         self.requests = 0
         self.retries = 0
+        self.hedges = 0
         self.input_tokens: int | None = None
         # Where each distinct document first appears, so messages name the
         # caller's indices rather than positions in the deduplicated list.

@@ -80,6 +80,16 @@ class FairLimiter:
                     del self._waiting[owner]
             raise
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free and nobody is waiting; never waits.
+
+        For optional extra work (a hedged request) that must not delay anyone.
+        """
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return True
+        return False
+
     def release(self) -> None:
         """Give a slot back: to the next owner in turn, or to the free pool."""
         if not self._waiting:

@@ -24,6 +24,7 @@ class Usage(BaseModel):
             "batch too large" answer included.
         requests: HTTP requests sent, retries included.
         retries: Requests that were retries of a failed one.
+        hedges: Requests that were second copies of a slow one (``hedge_after``).
         input_tokens: Tokens the server reported, summed; ``None`` when it
             reported none.
     """
@@ -35,6 +36,7 @@ class Usage(BaseModel):
     batches: int = 0
     requests: int = 0
     retries: int = 0
+    hedges: int = 0
     input_tokens: int | None = None
 
 

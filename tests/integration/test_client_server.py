@@ -216,3 +216,21 @@ async def test_request_timeout_is_typed_on_the_wire(engine: str) -> None:
         ) as client:
             with anyio.fail_after(5), pytest.raises(APITimeoutError, match="timed out"):
                 await client.score(QUERY, ["a"])
+
+
+@ENGINES
+async def test_hedging_over_the_wire(engine: str) -> None:
+    documents = corpus(200, seed=12)
+    config = ServerConfig(latency_ms=10, tail_probability=0.3, tail_multiplier=30, seed=3)
+    with running_server(config) as tailed:
+        async with RerankClient(
+            http_engine=engine, base_url=tailed.base_url, batch_size=10, max_concurrency=40,
+            hedge_after=0.05,
+        ) as client:  # fmt: skip
+            result = await client.rerank(QUERY, documents)
+            assert client._limiter.in_use == 0
+        stats = tailed.stats()
+    assert result.scores == truth(documents)
+    assert result.usage.hedges > 0
+    assert result.usage.requests == result.usage.batches + result.usage.hedges
+    assert stats["max_in_flight"] <= 40

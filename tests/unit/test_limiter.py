@@ -85,3 +85,18 @@ async def test_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
 def test_total_must_be_positive() -> None:
     with pytest.raises(ValueError, match="total must be >= 1"):
         FairLimiter(0)
+
+
+async def test_try_acquire_never_jumps_the_queue() -> None:
+    limiter = FairLimiter(2)
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()  # full
+    limiter.release()
+    async with anyio.create_task_group() as group:
+        await limiter.acquire("a")  # takes the freed slot
+        group.start_soon(limiter.acquire, "b")
+        await anyio.wait_all_tasks_blocked()
+        limiter.release()  # handed straight to the waiting "b"
+        assert not limiter.try_acquire()
+    assert limiter.in_use == 2

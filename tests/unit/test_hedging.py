@@ -1,0 +1,93 @@
+"""hedge_after: a slow batch gets a second copy when a slot is free; the first answer wins."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from rerank_async import RequestRecord, ServerError
+from tests.conftest import URL, FakeReranker, make_client, pointwise_score
+
+QUERY = "q"
+
+
+def slow_first_copy(seconds: float) -> FakeReranker:
+    """The first request of every batch takes ``seconds``; any later copy answers at once."""
+    seen: set[bytes] = set()
+
+    def delay(body: dict[str, object]) -> float:
+        key = repr(body["documents"]).encode()
+        if key in seen:
+            return 0.0
+        seen.add(key)
+        return seconds
+
+    return FakeReranker(delay=delay)
+
+
+async def test_a_slow_batch_is_hedged_and_the_fast_copy_wins(mock_api: respx.MockRouter) -> None:
+    fake = slow_first_copy(30.0)
+    mock_api.post(URL).mock(side_effect=fake)
+    records: list[RequestRecord] = []
+    documents = ["a", "b", "c"]
+    async with make_client(
+        hedge_after=0.02, max_concurrency=4, on_request=records.append
+    ) as client:
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, documents)
+        assert client._limiter.in_use == 0
+    assert result.scores == [pointwise_score(QUERY, d) for d in documents]
+    assert result.usage.hedges == 1
+    assert result.usage.requests == 2
+    assert fake.calls == 2
+    assert fake.in_flight == 0  # the slow copy was cancelled
+    assert [r.ok for r in records] == [True]  # only the winner reports; the loser was cancelled
+
+
+async def test_no_hedge_without_a_free_slot(mock_api: respx.MockRouter) -> None:
+    fake = slow_first_copy(0.1)
+    mock_api.post(URL).mock(side_effect=fake)
+    async with make_client(hedge_after=0.01, max_concurrency=1) as client:
+        result = await client.rerank(QUERY, ["a"])
+    assert result.usage.hedges == 0
+    assert fake.calls == 1
+
+
+async def test_no_hedge_for_a_fast_answer(fake: FakeReranker) -> None:
+    async with make_client(hedge_after=1.0, batch_size=2, min_batch_size=2) as client:
+        result = await client.rerank(QUERY, ["a", "b", "c", "d"])
+    assert result.usage.hedges == 0
+    assert fake.calls == 2
+
+
+async def test_a_fast_failure_is_not_hedged(mock_api: respx.MockRouter) -> None:
+    route = mock_api.post(URL).mock(return_value=httpx.Response(503))
+    async with make_client(hedge_after=1.0, max_retries=0) as client:
+        with pytest.raises(ServerError):
+            await client.rerank(QUERY, ["a"])
+    assert route.call_count == 1
+
+
+async def test_the_copy_rescues_a_failing_slow_request(mock_api: respx.MockRouter) -> None:
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await anyio.sleep(0.1)
+            return httpx.Response(503)
+        return httpx.Response(200, json={"scores": [0.25]})
+
+    mock_api.post(URL).mock(side_effect=handler)
+    async with make_client(hedge_after=0.01, max_retries=0) as client:
+        result = await client.rerank(QUERY, ["a"])
+    assert result.scores == [0.25]
+    assert result.usage.hedges == 1
+
+
+def test_hedge_after_is_checked() -> None:
+    with pytest.raises(ValueError, match="hedge_after must be a finite number > 0"):
+        make_client(hedge_after=0)
