@@ -16,7 +16,6 @@ __all__ = [
     "plan_batches",
     "rank_indices",
     "split_by_budget",
-    "split_in_half",
 ]
 
 
@@ -86,14 +85,6 @@ def split_by_budget(
             total += cost
         result.append((piece_start, stop))
     return result
-
-
-def split_in_half(start: int, stop: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Split a span of two or more documents into two spans, the first one larger."""
-    if stop - start < 2:
-        raise ValueError(f"cannot split a span of {stop - start} document(s)")
-    middle = start + (stop - start + 1) // 2
-    return (start, middle), (middle, stop)
 
 
 def dedupe(documents: Sequence[str]) -> tuple[list[str], list[int]]:

@@ -13,7 +13,6 @@ from rerank_async._batching import (
     plan_batches,
     rank_indices,
     split_by_budget,
-    split_in_half,
 )
 
 
@@ -73,19 +72,6 @@ def test_plan_batches_properties(
         assert len(spans) <= free_slots
         if len(spans) > fewest:
             assert min(batch_sizes) >= min_batch_size
-
-
-@pytest.mark.parametrize(
-    ("span", "halves"),
-    [((0, 2), ((0, 1), (1, 2))), ((10, 15), ((10, 13), (13, 15))), ((0, 64), ((0, 32), (32, 64)))],
-)
-def test_split_in_half(span: tuple[int, int], halves: tuple[tuple[int, int], ...]) -> None:
-    assert split_in_half(*span) == halves
-
-
-def test_split_in_half_refuses_single_document() -> None:
-    with pytest.raises(ValueError, match="cannot split"):
-        split_in_half(3, 4)
 
 
 @pytest.mark.parametrize(
