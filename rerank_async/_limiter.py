@@ -38,6 +38,20 @@ class FairLimiter:
         """How many slots exist."""
         return self._total
 
+    def set_total(self, total: int) -> None:
+        """Move the bound: new slots go to waiters at once; removed ones are withheld.
+
+        Holders above a lowered total keep their slots; released slots are kept
+        back until the holders fit under the new total.
+        """
+        if total < 1:
+            raise ValueError(f"total must be >= 1, got {total}")
+        self._free += total - self._total
+        self._total = total
+        while self._free > 0 and self._waiting:
+            self._free -= 1
+            self._hand_over()
+
     @property
     def in_use(self) -> int:
         """How many slots are held now."""
@@ -92,9 +106,12 @@ class FairLimiter:
 
     def release(self) -> None:
         """Give a slot back: to the next owner in turn, or to the free pool."""
-        if not self._waiting:
-            self._free += 1
+        if not self._waiting or self._free < 0:
+            self._free += 1  # to the pool, or to pay back slots a lowered total withholds
             return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
         owner, queue = next(iter(self._waiting.items()))
         granted = queue.popleft()
         if queue:
