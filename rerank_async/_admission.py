@@ -1,0 +1,261 @@
+"""``Admission``: what a request must pass before it is sent, and what its answer teaches.
+
+One object per client holds the client's limits on load: the shared pause,
+the concurrency slots (fair across calls, sized by the adaptive limit), the
+request and token buckets, and the retry budget. The runner wraps every HTTP
+attempt in ``admitted(...)`` and reports how it ended with ``settle(...)``;
+retries ask ``may_retry()``. Order of the waits: the pause first (nothing goes
+out while the client is told to wait), then a slot, then the buckets, so that
+a request leaves the moment its rate share is granted and never sits in a
+bucket's queue without a slot to be sent on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from ._adaptive import AdaptiveLimit, LimitChange, Ticket
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+)
+from ._limiter import FairLimiter
+from ._rate_limit_headers import seconds_until_reset
+from ._rate_limiter import RateLimiter
+from ._retry_budget import RetryBudget
+from ._shared_pause import SharedPause
+
+__all__ = ["Admission", "AdmissionStatistics", "LoadSettings", "is_overload"]
+
+# 503 unavailable, 502/504 gateways in front of a saturated backend, 529 overloaded.
+_OVERLOAD_STATUSES = frozenset({429, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """How a client limits the load it puts on a server.
+
+    Attributes:
+        max_concurrency: The most requests in flight (the adaptive limit's ceiling).
+        adaptive: Whether the limit follows the server; ``False`` keeps it at
+            ``max_concurrency``.
+        max_requests_per_minute: Client-side request rate limit, or ``None``.
+        max_tokens_per_minute: Client-side token rate limit, or ``None``.
+        retry_budget_ratio: Retries allowed per first attempt; ``None``: no budget.
+        retry_budget_floor: Retries allowed per second regardless of traffic.
+        max_pause: Most seconds one signal may pause the whole client.
+    """
+
+    max_concurrency: int
+    adaptive: bool = True
+    max_requests_per_minute: float | None = None
+    max_tokens_per_minute: float | None = None
+    retry_budget_ratio: float | None = 0.2
+    retry_budget_floor: float = 2.0
+    max_pause: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStatistics:
+    """The load limits' state at one moment (see ``RerankClient.statistics()``)."""
+
+    concurrency_limit: int
+    in_flight: int
+    waiting: int
+    retry_budget_left: float | None
+    paused_until: float | None
+    requests_this_minute: int | None
+    tokens_this_minute: int | None
+
+
+def is_overload(error: BaseException) -> bool:
+    """Whether a failure says "too much load": 429, 502/503/504/529, a timeout, a drop."""
+    if isinstance(error, APIStatusError):
+        return error.status_code in _OVERLOAD_STATUSES
+    return isinstance(error, APIConnectionError)
+
+
+class Admission:
+    """A client's gate for requests: pause, slots, buckets, budget.
+
+    Args:
+        settings: The limits.
+        clock: Seconds on a monotonic clock; anyio's by default.
+        sleep: How to wait; ``anyio.sleep`` by default.
+        wall_clock: Unix time, for reset times given as dates.
+    """
+
+    def __init__(
+        self,
+        settings: LoadSettings,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._wall_clock = wall_clock
+        ceiling = settings.max_concurrency
+        self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
+        self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
+        self._pause = SharedPause(max_pause=settings.max_pause, clock=clock, sleep=sleep)
+        self._requests = (
+            RateLimiter(settings.max_requests_per_minute, clock=clock, sleep=sleep)
+            if settings.max_requests_per_minute is not None
+            else None
+        )
+        self._tokens = (
+            RateLimiter(settings.max_tokens_per_minute, clock=clock, sleep=sleep)
+            if settings.max_tokens_per_minute is not None
+            else None
+        )
+        self._budget = (
+            RetryBudget(settings.retry_budget_ratio, settings.retry_budget_floor, clock=clock)
+            if settings.retry_budget_ratio is not None
+            else None
+        )
+
+    @property
+    def settings(self) -> LoadSettings:
+        """The limits this gate enforces."""
+        return self._settings
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether requests must say their token cost (a token limit is set)."""
+        return self._tokens is not None
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests allowed in flight now."""
+        return self._slots.total
+
+    @asynccontextmanager
+    async def admitted(
+        self, owner: Hashable, *, tokens: int = 0, first_attempt: bool = True
+    ) -> AsyncIterator[Ticket]:
+        """Hold the right to send one request for the ``async with`` block.
+
+        Args:
+            owner: Whose turn it is in the fair slot queue (a call).
+            tokens: The request's estimated token cost, for the token bucket.
+            first_attempt: A batch's first try earns retry budget; a retry does not.
+        """
+        await self._pause.wait()
+        async with self._slots.slot(owner):
+            if self._requests is not None:
+                await self._requests.acquire(1)
+            if self._tokens is not None and tokens:
+                await self._tokens.acquire(tokens)
+            if first_attempt and self._budget is not None:
+                self._budget.deposit()
+            yield self._stamp()
+
+    def try_admit_extra(self) -> Ticket | None:
+        """A slot for optional work (a hedge) only if one is free now and budget allows.
+
+        The caller must ``release_extra()`` when done.
+        """
+        if self._pause.until is not None or self._requests is not None:
+            return None
+        if not self._slots.try_acquire():
+            return None
+        if self._budget is not None and not self._budget.try_withdraw():
+            self._slots.release()
+            return None
+        return self._stamp()
+
+    def release_extra(self) -> None:
+        """Give back a slot taken by ``try_admit_extra``."""
+        self._slots.release()
+
+    def may_retry(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is spent (or no budget)."""
+        return self._budget is None or self._budget.try_withdraw()
+
+    def settle(
+        self,
+        ticket: Ticket,
+        error: BaseException | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        estimated_tokens: int = 0,
+        used_tokens: int | None = None,
+    ) -> None:
+        """Learn from how a request ended.
+
+        Args:
+            ticket: What ``admitted`` yielded.
+            error: The failure, or ``None`` for an answer.
+            headers: Response headers (a mapping), when there were any.
+            estimated_tokens: The cost the request was admitted with.
+            used_tokens: The server's reported usage, when it reported one.
+        """
+        if self._tokens is not None and used_tokens is not None and estimated_tokens:
+            self._tokens.correct(estimated_tokens, used_tokens)
+        if error is None:
+            self._pause.on_answer()
+            if self._adaptive is not None:
+                self._adaptive.on_success(ticket)
+                self._follow()
+        elif is_overload(error):
+            self._on_overload(ticket, error)
+        elif self._adaptive is not None:
+            self._adaptive.on_neutral(ticket)
+        if headers is not None:
+            reset = seconds_until_reset(headers, now=self._wall_clock())
+            if reset is not None:
+                self._pause.pause_for(reset)
+
+    def retry_after_binds(self, error: BaseException) -> bool:
+        """Whether a batch must wait out its 429's ``Retry-After``.
+
+        Only while 429s are dense (the client as a whole is over a limit, and
+        the whole client is paused for it). An isolated 429 on a busy service
+        is retried on the normal backoff, as its 503 neighbours are.
+        """
+        if not isinstance(error, RateLimitError):
+            return True
+        return self._pause.until is not None
+
+    def statistics(self) -> AdmissionStatistics:
+        """The current state, for ``RerankClient.statistics()``."""
+        return AdmissionStatistics(
+            concurrency_limit=self._slots.total,
+            in_flight=self._slots.in_use,
+            waiting=self._slots.waiting + self._pause.waiting,
+            retry_budget_left=self._budget.left() if self._budget is not None else None,
+            paused_until=self._pause.until,
+            requests_this_minute=(
+                round(self._requests.used_this_minute()) if self._requests is not None else None
+            ),
+            tokens_this_minute=(
+                round(self._tokens.used_this_minute()) if self._tokens is not None else None
+            ),
+        )
+
+    def _stamp(self) -> Ticket:
+        if self._adaptive is None:
+            return Ticket(level=self._slots.in_use, epoch=0)
+        return self._adaptive.on_send(self._slots.in_use)
+
+    def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
+        if isinstance(error, RateLimitError):
+            self._pause.on_rate_limited(error.retry_after)
+        if self._adaptive is None:
+            return
+        change = self._adaptive.on_overload(ticket)
+        if change is LimitChange.AT_FLOOR:
+            self._pause.on_overload_at_floor()
+        self._follow()
+
+    def _follow(self) -> None:
+        assert self._adaptive is not None
+        if self._adaptive.limit != self._slots.total:
+            self._slots.set_total(self._adaptive.limit)
