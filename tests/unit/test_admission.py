@@ -215,7 +215,8 @@ async def test_limiter_total_can_move_both_ways() -> None:
         limiter.release()
         limiter.release()
         await anyio.wait_all_tasks_blocked()
-        assert granted == ["b"] and limiter.in_use == 1
+        assert granted == ["b"]
+        assert limiter.in_use == 1
         limiter.release()  # back under the total: the waiter gets it
     assert granted == ["b", "c"]
     with pytest.raises(ValueError, match="total"):
