@@ -37,15 +37,19 @@ from typing import Final
 
 __all__ = ["AdaptiveLimit", "LimitChange", "Ticket"]
 
-# Outcomes remembered to classify a signal: about two round trips at a limit of 16.
-_WINDOW: Final = 32
+# Outcomes remembered to classify a signal: one round trip at a limit of 16.
+_WINDOW: Final = 16
 # A failure is "capacity" when the failure rate at its level and above exceeds the
 # rate below it by this much, "overload" when at least this share of the window failed.
 _GAP: Final = 0.5
 _OVERLOAD_SHARE: Final = 0.5
 _OVERLOAD_MIN_SIGNALS: Final = 3
-# Outcomes needed below a level before failures can be said to gather above it.
+# Outcomes needed below a level before failures can be said to gather above it,
+# and in all before any can be called overload (a fresh client's first answers
+# are its fastest: rejections, which would otherwise look like a flood).
 _MIN_BELOW: Final = 8
+_MIN_OUTCOMES: Final = 8
+_NO_LEVEL: Final = 1 << 30
 # Successes per extra slot when probing above the last level that held, per slot of
 # limit (TCP congestion avoidance is 1); doubled after each failed probe, up to the cap.
 _PROBE_SLOWDOWN: Final = 4
@@ -63,10 +67,14 @@ class LimitChange(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's stamp: its level (requests in flight, itself included) and epoch."""
+    """A request's stamp: its level (requests in flight, itself included) and epoch.
+
+    ``sent_at`` is the clock time it was admitted, when the caller keeps one.
+    """
 
     level: int
     epoch: int
+    sent_at: float | None = None
 
 
 class AdaptiveLimit:
@@ -98,8 +106,8 @@ class AdaptiveLimit:
         self._ratio = backoff_ratio
         self._epoch = 0
         self._slow_start = start < ceiling
-        # After a cut, the limit regrows one slot per success up to where it was.
-        self._recover_to = 0.0
+        # The lowest level that failed in the current epoch.
+        self._lowest_failure = _NO_LEVEL
         # The highest level a retreat left in place, and how slowly to probe above it.
         self._retreated_to: int | None = None
         self._probe_slowdown = _PROBE_SLOWDOWN
@@ -110,6 +118,11 @@ class AdaptiveLimit:
     def limit(self) -> int:
         """Requests allowed in flight now."""
         return int(self._limit)
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether the latest answers are mostly overload signals (an outage, a rate wall)."""
+        return self._overloaded()
 
     @property
     def ceiling(self) -> int:
@@ -126,10 +139,12 @@ class AdaptiveLimit:
         # Netflix's "app-limited" check: a limit nobody fills proves nothing.
         if 2 * ticket.level < self._limit or self._limit >= self._ceiling:
             return
-        if self._slow_start or self._limit < self._recover_to:
-            step = 1.0
+        if self._slow_start:
+            step = 1.0  # one slot per answer: doubling every round trip
+        elif self._retreated_to is not None and self._limit >= self._retreated_to:
+            step = 1.0 / (self._limit * self._probe_slowdown)  # probing a known wall
         else:
-            step = 1.0 / (self._limit * self._probe_slowdown)
+            step = 1.0 / self._limit  # additive increase: one slot per round trip
         self._limit = min(float(self._ceiling), self._limit + step)
         if self._limit >= self._ceiling:
             self._slow_start = False
@@ -138,8 +153,16 @@ class AdaptiveLimit:
         """A request failed in a way that says nothing about load (a 400, a bad body)."""
         del ticket  # neither growth nor a signal
 
-    def on_overload(self, ticket: Ticket) -> LimitChange:
+    def on_overload(self, ticket: Ticket, *, sustainable: int | None = None) -> LimitChange:
         """A request met a 429, 503, timeout or dropped connection.
+
+        Args:
+            ticket: What ``on_send`` stamped the request with.
+            sustainable: The concurrency that the answers actually coming back
+                would need (Little's law: answered per second times seconds per
+                answer), when the caller can tell; a rate limit shows up as a
+                steady answer rate whatever the concurrency, and the cut then goes
+                straight to it instead of halving its way down.
 
         Returns:
             What the signal did; ``AT_FLOOR`` tells the caller that waiting is
@@ -148,30 +171,48 @@ class AdaptiveLimit:
         self._outcomes.append((ticket.level, True))
         if ticket.epoch != self._epoch:
             return LimitChange.NONE  # this burst was already answered
+        self._lowest_failure = min(self._lowest_failure, ticket.level)
+        wall = self._retreated_to
+        if wall is not None and ticket.level > wall and self.limit > wall:
+            # A probe above a known wall failed: back to the wall, probe slower next time.
+            self._note_wall(wall)
+            return self._set(wall, LimitChange.RETREAT)
         if self._gathers_at_top(ticket.level):
             target = max(1, min(self.limit - 1, ticket.level - 1))
-            if self._retreated_to == target:
-                self._probe_slowdown = min(self._probe_slowdown * 2, _MAX_PROBE_SLOWDOWN)
-            else:
-                self._probe_slowdown = _PROBE_SLOWDOWN
-            self._retreated_to = target
-            self._recover_to = 0.0
+            self._note_wall(target)
             return self._set(target, LimitChange.RETREAT)
         if self._overloaded():
             if self.limit <= 1:
                 self._epoch += 1
                 return LimitChange.AT_FLOOR
-            self._retreated_to = None
-            self._probe_slowdown = _PROBE_SLOWDOWN
-            cut = max(1, math.floor(self._limit * self._ratio))
-            self._recover_to = max(self._recover_to, self._limit - 1)
+            # Multiplicative, and below every level that failed in this burst: before
+            # any answer arrives, the failures' levels are all there is to go by.
+            cut = max(1, min(math.floor(self._limit * self._ratio), self._lowest_failure - 1))
+            if sustainable is None:
+                self._retreated_to = None  # no answers at all: an outage; regrow normally after
+                self._probe_slowdown = _PROBE_SLOWDOWN
+            else:
+                # Answers keep coming at a steady rate: a rate limit. Go to the
+                # concurrency that rate needs and probe above it slowly, as above a wall.
+                if 1 <= sustainable < self.limit:
+                    cut = sustainable
+                self._note_wall(cut)
             return self._set(cut, LimitChange.DECREASE)
         return LimitChange.NONE
+
+    def _note_wall(self, below: int) -> None:
+        """Probe above ``below`` slowly, twice as slowly each time it fails there again."""
+        if self._retreated_to == below:
+            self._probe_slowdown = min(self._probe_slowdown * 2, _MAX_PROBE_SLOWDOWN)
+        else:
+            self._probe_slowdown = _PROBE_SLOWDOWN
+        self._retreated_to = below
 
     def _set(self, limit: int, change: LimitChange) -> LimitChange:
         self._limit = float(limit)
         self._slow_start = False
         self._epoch += 1
+        self._lowest_failure = _NO_LEVEL
         return change
 
     def _gathers_at_top(self, level: int) -> bool:
@@ -185,6 +226,9 @@ class AdaptiveLimit:
 
     def _overloaded(self) -> bool:
         failures = sum(failed for _, failed in self._outcomes)
-        return failures >= _OVERLOAD_MIN_SIGNALS and failures >= _OVERLOAD_SHARE * len(
-            self._outcomes
+        seen = len(self._outcomes)
+        return (
+            seen >= _MIN_OUTCOMES
+            and failures >= _OVERLOAD_MIN_SIGNALS
+            and failures >= _OVERLOAD_SHARE * seen
         )

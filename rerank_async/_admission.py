@@ -12,7 +12,9 @@ bucket's queue without a slot to be sent on.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ from ._shared_pause import SharedPause
 
 __all__ = ["Admission", "AdmissionStatistics", "LoadSettings", "is_overload"]
 
+# Answers of the last second make a rate worth trusting once there are this many.
+_RATE_WINDOW_S = 1.0
+_MIN_ANSWERS_FOR_RATE = 8
 # 503 unavailable, 502/504 gateways in front of a saturated backend, 529 overloaded.
 _OVERLOAD_STATUSES = frozenset({429, 502, 503, 504, 529})
 
@@ -101,6 +106,11 @@ class Admission:
     ) -> None:
         self._settings = settings
         self._wall_clock = wall_clock
+        self._clock = clock
+        self._sleep = sleep
+        # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
+        self._latency = 0.0
+        self._answered: deque[float] = deque()  # answer times in the last second
         ceiling = settings.max_concurrency
         self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
         self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
@@ -148,14 +158,35 @@ class Admission:
             first_attempt: A batch's first try earns retry budget; a retry does not.
         """
         await self._pause.wait()
-        async with self._slots.slot(owner):
+        async with self._slots.slot(owner) as level:
             if self._requests is not None:
                 await self._requests.acquire(1)
             if self._tokens is not None and tokens:
                 await self._tokens.acquire(tokens)
             if first_attempt and self._budget is not None:
                 self._budget.deposit()
-            yield self._stamp()
+            ticket = self._stamp(level)
+            try:
+                yield ticket
+            except Exception as error:
+                if is_overload(error):
+                    await self._cool_down(ticket)
+                raise
+
+    async def _cool_down(self, ticket: Ticket) -> None:
+        """Hold a slot freed by a fast overload answer for about one answer's time.
+
+        A 429 or 503 answered at once frees its slot at once, and the next batch
+        takes it and is refused at once too: one slot can burn through dozens
+        of requests per round trip. While overload signals dominate, a slot
+        freed by one is held until a normal answer would have come back.
+        """
+        if self._adaptive is None or not self._adaptive.overloaded or ticket.sent_at is None:
+            return
+        remaining = self._latency - (self._clock() - ticket.sent_at)
+        if remaining > 0:
+            with anyio.CancelScope(shield=True):
+                await self._sleep(remaining)
 
     def try_admit_extra(self) -> Ticket | None:
         """A slot for optional work (a hedge) only if one is free now and budget allows.
@@ -169,7 +200,7 @@ class Admission:
         if self._budget is not None and not self._budget.try_withdraw():
             self._slots.release()
             return None
-        return self._stamp()
+        return self._stamp(self._slots.in_use)
 
     def release_extra(self) -> None:
         """Give back a slot taken by ``try_admit_extra``."""
@@ -201,6 +232,12 @@ class Admission:
             self._tokens.correct(estimated_tokens, used_tokens)
         if error is None:
             self._pause.on_answer()
+            elapsed = self._clock() - ticket.sent_at if ticket.sent_at is not None else None
+            self._answered.append(self._clock())
+            if elapsed is not None:
+                self._latency = (
+                    elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
+                )
             if self._adaptive is not None:
                 self._adaptive.on_success(ticket)
                 self._follow()
@@ -216,9 +253,10 @@ class Admission:
     def retry_after_binds(self, error: BaseException) -> bool:
         """Whether a batch must wait out its 429's ``Retry-After``.
 
-        Only while 429s are dense (the client as a whole is over a limit, and
-        the whole client is paused for it). An isolated 429 on a busy service
-        is retried on the normal backoff, as its 503 neighbours are.
+        Only while the whole client is paused for it: 429s are dense (the
+        client as a whole is over a limit), or the request was the only one in
+        flight. An isolated 429 among many requests on a busy service is
+        retried on the normal backoff, as its 503 neighbours are.
         """
         if not isinstance(error, RateLimitError):
             return True
@@ -240,20 +278,33 @@ class Admission:
             ),
         )
 
-    def _stamp(self) -> Ticket:
-        if self._adaptive is None:
-            return Ticket(level=self._slots.in_use, epoch=0)
-        return self._adaptive.on_send(self._slots.in_use)
+    def _stamp(self, level: int) -> Ticket:
+        epoch = 0 if self._adaptive is None else self._adaptive.on_send(level).epoch
+        return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
 
     def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
         if isinstance(error, RateLimitError):
-            self._pause.on_rate_limited(error.retry_after)
+            paused = self._pause.on_rate_limited(error.retry_after)
+            if not paused and error.retry_after is not None and ticket.level <= 1:
+                # The only request in flight: nothing else can be to blame.
+                self._pause.pause_for(error.retry_after)
         if self._adaptive is None:
             return
-        change = self._adaptive.on_overload(ticket)
+        change = self._adaptive.on_overload(ticket, sustainable=self._sustainable())
         if change is LimitChange.AT_FLOOR:
             self._pause.on_overload_at_floor()
         self._follow()
+
+    def _sustainable(self) -> int | None:
+        """Concurrency that the answers of the last second need (Little's law), if known."""
+        now = self._clock()
+        answers = self._answered
+        while answers and answers[0] < now - _RATE_WINDOW_S:
+            answers.popleft()
+        if len(answers) < _MIN_ANSWERS_FOR_RATE or self._latency <= 0:
+            return None
+        span = max(now - answers[0], 4 * self._latency)  # a burst of early answers is no rate
+        return max(1, math.ceil(len(answers) / span * self._latency))
 
     def _follow(self) -> None:
         assert self._adaptive is not None

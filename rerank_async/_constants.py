@@ -29,7 +29,7 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 # Backoff, seconds: exponential with full jitter between 0 and
 # min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2**(attempt - 1)).
-DEFAULT_RETRY_INITIAL_DELAY: Final = 0.5
+DEFAULT_RETRY_INITIAL_DELAY: Final = 0.1
 DEFAULT_RETRY_MAX_DELAY: Final = 8.0
 # A server's Retry-After is obeyed up to this many seconds, then capped.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0

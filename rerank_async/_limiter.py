@@ -31,7 +31,7 @@ class FairLimiter:
         self._total = total
         self._free = total
         # Owners with waiters, in service order; each holds its waiters in arrival order.
-        self._waiting: OrderedDict[Hashable, deque[anyio.Event]] = OrderedDict()
+        self._waiting: OrderedDict[Hashable, deque[_Grant]] = OrderedDict()
 
     @property
     def total(self) -> int:
@@ -63,27 +63,37 @@ class FairLimiter:
         return sum(len(queue) for queue in self._waiting.values())
 
     @asynccontextmanager
-    async def slot(self, owner: Hashable) -> AsyncIterator[None]:
-        """Hold one slot for the ``async with`` block, queued under ``owner``."""
-        await self.acquire(owner)
+    async def slot(self, owner: Hashable) -> AsyncIterator[int]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``.
+
+        Yields the number of holders when the slot was granted, itself included.
+        """
+        level = await self.acquire(owner)
         try:
-            yield
+            yield level
         finally:
             self.release()
 
-    async def acquire(self, owner: Hashable) -> None:
-        """Wait for a slot; cancellation while waiting takes nothing."""
+    async def acquire(self, owner: Hashable) -> int:
+        """Wait for a slot; cancellation while waiting takes nothing.
+
+        Returns:
+            The number of holders at the moment of the grant, this one included
+            (the adaptive limit's "level" of the request about to be sent).
+        """
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._free > 0 and not self._waiting:
             self._free -= 1
+            level = self.in_use
             # Yield to the loop without letting a cancellation strand the slot just taken.
             await anyio.lowlevel.cancel_shielded_checkpoint()
-            return
-        granted = anyio.Event()
+            return level
+        granted = _Grant()
         queue = self._waiting.setdefault(owner, deque())
         queue.append(granted)
         try:
             await granted.wait()
+            return granted.level
         except BaseException:
             if granted.is_set():
                 # The slot was handed over as we were cancelled: pass it on.
@@ -118,4 +128,24 @@ class FairLimiter:
             self._waiting.move_to_end(owner)  # its next waiter goes to the back of the line
         else:
             del self._waiting[owner]
+        granted.level = self.in_use
         granted.set()
+
+
+class _Grant:
+    """A waiter's event, carrying the holder count at the moment it was granted."""
+
+    __slots__ = ("_event", "level")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self.level = 0
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()

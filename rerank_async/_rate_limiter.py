@@ -8,9 +8,11 @@ anyio, so it works on every backend, and weighted by cost: a request for 32
 long documents takes more of a token budget than one for 3 short ones.
 
 The bucket refills continuously at ``per_minute / 60`` per second and holds at
-most ``burst`` (by default one second's worth): a client that has been idle
-does not then send a minute's worth at once, which a provider that meters with
-a sliding window would reject. A cost larger than the burst waits for a full
+most ``burst`` (by default a tenth of a second's worth, at least 1): requests are
+paced rather than bunched, so a client set to exactly its provider's rate never
+empties the provider's own bucket, and one that has been idle does not then send
+a minute's worth at once, which a provider that meters with a sliding window
+would reject. A cost larger than the burst waits for a full
 bucket and then leaves it in debt, so the long-run rate still holds.
 """
 
@@ -25,6 +27,9 @@ import anyio
 __all__ = ["RateLimiter"]
 
 _TOLERANCE: Final = 1e-6
+# Default burst, in seconds of rate: small, so that a client that paces itself at a
+# provider's own rate never finds the provider's bucket empty.
+_DEFAULT_BURST_S: Final = 0.1
 
 
 class RateLimiter:
@@ -32,8 +37,8 @@ class RateLimiter:
 
     Args:
         per_minute: Units (requests or tokens) allowed per minute; > 0.
-        burst: Most units sent at once after an idle spell; one second's worth
-            (at least 1) by default.
+        burst: Most units sent at once after an idle spell; a tenth of a
+            second's worth (at least 1) by default.
         clock: Seconds on a monotonic clock; anyio's by default.
         sleep: How to wait; ``anyio.sleep`` by default. Tests pass a fake that
             moves their clock.
@@ -53,7 +58,7 @@ class RateLimiter:
         if not math.isfinite(per_minute) or per_minute <= 0:
             raise ValueError(f"per_minute must be a positive number, got {per_minute}")
         self._rate = per_minute / 60.0
-        capacity = max(1.0, self._rate) if burst is None else burst
+        capacity = max(1.0, self._rate * _DEFAULT_BURST_S) if burst is None else burst
         if not math.isfinite(capacity) or capacity <= 0:
             raise ValueError(f"burst must be a positive number, got {capacity}")
         self._per_minute = per_minute

@@ -35,7 +35,7 @@ __all__ = ["SharedPause"]
 # "the whole client is over its limit" (random faults at 5% almost never reach it).
 _WINDOW: Final = 16
 _DENSE_SHARE: Final = 0.25
-_DENSE_MIN: Final = 3
+_DENSE_MIN: Final = 2
 # Pause after overload at concurrency 1: from this, doubling, up to the cap (seconds).
 _FLOOR_PAUSE_FIRST: Final = 0.05
 _FLOOR_PAUSE_MAX: Final = 2.0

@@ -123,15 +123,24 @@ def test_a_single_failure_with_nothing_to_compare_is_ignored() -> None:
     assert limit.limit == 8
 
 
-def test_after_a_cut_the_limit_regrows_quickly_to_where_it_was() -> None:
+def test_after_a_cut_the_limit_grows_one_slot_per_round_trip() -> None:
     limit = AdaptiveLimit(32, initial=32)
-    for _ in range(3):
+    for _ in range(8):
         limit.on_overload(limit.on_send(32))
     assert limit.limit == 24
-    fill(limit, 7)
-    assert limit.limit == 31  # one slot per success back up to 31
-    fill(limit, 10)
-    assert limit.limit == 31  # then probing, slowly
+    fill(limit, 23)
+    assert limit.limit == 24
+    fill(limit, 2)  # 24 answers at 24 in flight: one more slot (floats may need one more)
+    assert limit.limit == 25
+
+
+def test_a_first_burst_of_rejections_cuts_below_the_lowest_failing_level() -> None:
+    """A fresh client's 16 requests against a cap of 8: the 8 rejections come back first."""
+    limit = AdaptiveLimit(64)
+    tickets = [limit.on_send(level) for level in range(1, 17)]
+    changes = [limit.on_overload(ticket) for ticket in tickets[8:]]
+    assert changes[-1] is LimitChange.DECREASE
+    assert limit.limit == 8
 
 
 def test_neutral_failures_neither_grow_nor_shrink() -> None:

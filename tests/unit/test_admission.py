@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import httpx
 import pytest
@@ -66,19 +68,19 @@ async def test_fixed_bound_when_not_adaptive() -> None:
 
 async def test_request_bucket_paces_sends_and_is_counted() -> None:
     clock = FakeClock()
-    admission = gate(clock, max_concurrency=4, max_requests_per_minute=600)  # 10/s, burst 10
+    admission = gate(clock, max_concurrency=4, max_requests_per_minute=600)  # 10/s, burst 1
     start = clock.now
     for _ in range(30):
         async with admission.admitted("call"):
             pass
-    assert clock.now - start == pytest.approx(2.0)
+    assert clock.now - start == pytest.approx(2.9)
     assert admission.statistics().requests_this_minute == 30
     assert admission.statistics().tokens_this_minute is None
 
 
 async def test_token_bucket_weighs_by_estimate_and_corrects_from_usage() -> None:
     clock = FakeClock()
-    admission = gate(clock, max_concurrency=4, max_tokens_per_minute=6000)  # 100/s
+    admission = gate(clock, max_concurrency=4, max_tokens_per_minute=6000)  # 100/s, burst 10
     assert admission.counts_tokens
     async with admission.admitted("call", tokens=100) as ticket:
         pass
@@ -87,7 +89,7 @@ async def test_token_bucket_weighs_by_estimate_and_corrects_from_usage() -> None
     start = clock.now
     async with admission.admitted("call", tokens=10):
         pass
-    assert clock.now - start == pytest.approx(0.6)  # 50 of debt, then 10
+    assert clock.now - start == pytest.approx(1.5)  # 140 of debt, then a full burst of 10
 
 
 async def test_dense_429s_with_retry_after_pause_every_new_request() -> None:
@@ -114,10 +116,24 @@ async def test_an_isolated_429_does_not_bind_its_retry_after() -> None:
         admission.settle(ticket, None)
     async with admission.admitted("call") as ticket:
         pass
-    admission.settle(ticket, rate_limited(1.0))
+    admission.settle(type(ticket)(level=8, epoch=ticket.epoch), rate_limited(1.0))
     assert admission.statistics().paused_until is None
     assert not admission.retry_after_binds(rate_limited(1.0))
     assert admission.retry_after_binds(ServerError("x", status_code=503))
+
+
+async def test_a_429_to_the_only_request_in_flight_binds() -> None:
+    clock = FakeClock()
+    admission = gate(clock, max_concurrency=8)
+    for _ in range(20):
+        async with admission.admitted("call") as ticket:
+            pass
+        admission.settle(ticket, None)
+    async with admission.admitted("call") as ticket:
+        assert ticket.level == 1
+    admission.settle(ticket, rate_limited(1.0))
+    assert admission.statistics().paused_until == pytest.approx(clock.now + 1.0)
+    assert admission.retry_after_binds(rate_limited(1.0))
 
 
 async def test_spent_rate_limit_headers_pause_the_client() -> None:
@@ -221,3 +237,27 @@ async def test_limiter_total_can_move_both_ways() -> None:
     assert granted == ["b", "c"]
     with pytest.raises(ValueError, match="total"):
         limiter.set_total(0)
+
+
+async def test_a_fast_overload_answer_holds_its_slot_for_an_answers_time_while_overloaded() -> None:
+    clock = FakeClock()
+    admission = gate(clock, max_concurrency=4, adaptive=True, retry_budget_ratio=None)
+
+    async def request(seconds: float, error: Exception | None) -> float:
+        """Seconds the slot is held after the answer came."""
+        answered = clock.now
+        with contextlib.suppress(ServerError):
+            async with admission.admitted("call") as ticket:
+                clock.advance(seconds)
+                answered = clock.now
+                admission.settle(ticket, error)
+                if error is not None:
+                    raise error
+        return clock.now - answered
+
+    assert await request(0.05, None) == 0  # one answer: 50 ms
+    outage = ServerError("x", status_code=503)
+    first = [await request(0.001, outage) for _ in range(3)]
+    assert first == [0, 0, 0]  # not yet overloaded: released at once
+    later = [await request(0.001, outage) for _ in range(8)]
+    assert later[-1] == pytest.approx(0.049)  # held until an answer would have come

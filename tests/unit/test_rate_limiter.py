@@ -25,7 +25,7 @@ def test_rejects_bad_rates(per_minute: float, burst: float | None, message: str)
 
 async def test_a_burst_then_the_steady_rate() -> None:
     clock = FakeClock()
-    bucket = limiter(1200, clock)  # 20 per second, a burst of 20
+    bucket = limiter(1200, clock, burst=20)  # 20 per second, a burst of 20
     start = clock.now
     for _ in range(20):
         await bucket.acquire()
@@ -35,9 +35,19 @@ async def test_a_burst_then_the_steady_rate() -> None:
     assert clock.now - start == pytest.approx(2.0)  # then 20 per second exactly
 
 
+async def test_the_default_burst_is_a_tenth_of_a_second_so_requests_are_paced() -> None:
+    clock = FakeClock()
+    bucket = limiter(1200, clock)  # 20 per second: a burst of 2
+    start = clock.now
+    for _ in range(22):
+        await bucket.acquire()
+    assert clock.now - start == pytest.approx(1.0)
+    assert limiter(60, clock).available() == 1.0  # never below one request
+
+
 async def test_costs_are_weighted() -> None:
     clock = FakeClock()
-    bucket = limiter(6000, clock)  # 100 tokens per second, burst 100
+    bucket = limiter(6000, clock, burst=100)  # 100 tokens per second, burst 100
     await bucket.acquire(100)
     await bucket.acquire(50)
     assert clock.now - 1000.0 == pytest.approx(0.5)
@@ -46,7 +56,7 @@ async def test_costs_are_weighted() -> None:
 
 async def test_a_cost_over_the_burst_waits_for_a_full_bucket_and_leaves_debt() -> None:
     clock = FakeClock()
-    bucket = limiter(600, clock)  # 10 per second, burst 10
+    bucket = limiter(600, clock, burst=10)  # 10 per second, burst 10
     await bucket.acquire(10)
     await bucket.acquire(30)  # waits for a full bucket (1 s), then owes 20
     assert clock.now - 1000.0 == pytest.approx(1.0)
@@ -57,7 +67,7 @@ async def test_a_cost_over_the_burst_waits_for_a_full_bucket_and_leaves_debt() -
 
 async def test_correction_from_reported_usage() -> None:
     clock = FakeClock()
-    bucket = limiter(600, clock)
+    bucket = limiter(600, clock, burst=10)
     await bucket.acquire(5)
     bucket.correct(estimated=5, actual=12)  # the server counted more
     assert bucket.available() == pytest.approx(-2.0)
