@@ -162,7 +162,8 @@ class AdaptiveLimit:
                 would need (Little's law: answered per second times seconds per
                 answer), when the caller can tell; a rate limit shows up as a
                 steady answer rate whatever the concurrency, and the cut then goes
-                straight to it instead of halving its way down.
+                straight to it instead of halving its way down. ``0`` means no
+                answers at all lately (an outage); ``None``, not known.
 
         Returns:
             What the signal did; ``AT_FLOOR`` tells the caller that waiting is
@@ -187,11 +188,15 @@ class AdaptiveLimit:
                 return LimitChange.AT_FLOOR
             # Multiplicative, and below every level that failed in this burst: before
             # any answer arrives, the failures' levels are all there is to go by.
-            cut = max(1, min(math.floor(self._limit * self._ratio), self._lowest_failure - 1))
-            if sustainable is None:
+            multiplicative = math.floor(self._limit * self._ratio)
+            cut = max(1, min(multiplicative, self._lowest_failure - 1))
+            if cut < multiplicative:
+                # Every failure of the burst came above ``cut``: a wall, as with a retreat.
+                self._note_wall(cut)
+            elif sustainable == 0:
                 self._retreated_to = None  # no answers at all: an outage; regrow normally after
                 self._probe_slowdown = _PROBE_SLOWDOWN
-            else:
+            elif sustainable is not None:
                 # Answers keep coming at a steady rate: a rate limit. Go to the
                 # concurrency that rate needs and probe above it slowly, as above a wall.
                 if 1 <= sustainable < self.limit:

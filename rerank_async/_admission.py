@@ -158,7 +158,7 @@ class Admission:
             first_attempt: A batch's first try earns retry budget; a retry does not.
         """
         await self._pause.wait()
-        async with self._slots.slot(owner) as level:
+        async with self._slot(owner) as level:
             if self._requests is not None:
                 await self._requests.acquire(1)
             if self._tokens is not None and tokens:
@@ -172,6 +172,24 @@ class Admission:
                 if is_overload(error):
                     await self._cool_down(ticket)
                 raise
+
+    @asynccontextmanager
+    async def _slot(self, owner: Hashable) -> AsyncIterator[int]:
+        """A slot that is still within the limit when its holder gets to run.
+
+        On a busy loop a task may resume long after its slot was granted, by when
+        the limit may have dropped below the slots held: it then queues again
+        instead of sending a request the server has just said it cannot take.
+        """
+        while True:
+            level = await self._slots.acquire(owner)
+            if self._slots.in_use <= self._slots.total:
+                break
+            self._slots.release()
+        try:
+            yield level
+        finally:
+            self._slots.release()
 
     async def _cool_down(self, ticket: Ticket) -> None:
         """Hold a slot freed by a fast overload answer for about one answer's time.
@@ -280,6 +298,10 @@ class Admission:
 
     def _stamp(self, level: int) -> Ticket:
         epoch = 0 if self._adaptive is None else self._adaptive.on_send(level).epoch
+        if level > self._slots.total:
+            # Granted under a higher limit than now (the task resumed late): its
+            # failure belongs to the burst that lowered the limit, not to this epoch.
+            epoch = -1
         return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
 
     def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
@@ -296,14 +318,22 @@ class Admission:
         self._follow()
 
     def _sustainable(self) -> int | None:
-        """Concurrency that the answers of the last second need (Little's law), if known."""
+        """Concurrency that the answers of the last second need (Little's law).
+
+        ``0`` when nothing was answered in that second; ``None`` when the answers
+        span less than two round trips, which tells a burst, not a rate.
+        """
         now = self._clock()
         answers = self._answered
         while answers and answers[0] < now - _RATE_WINDOW_S:
             answers.popleft()
+        if not answers:
+            return 0
+        span = now - answers[0]
         if len(answers) < _MIN_ANSWERS_FOR_RATE or self._latency <= 0:
             return None
-        span = max(now - answers[0], 4 * self._latency)  # a burst of early answers is no rate
+        if span <= 0 or span < 2 * self._latency:
+            return None
         return max(1, math.ceil(len(answers) / span * self._latency))
 
     def _follow(self) -> None:
