@@ -126,7 +126,12 @@ class Admission:
             else None
         )
         self._budget = (
-            RetryBudget(settings.retry_budget_ratio, settings.retry_budget_floor, clock=clock)
+            RetryBudget(
+                settings.retry_budget_ratio,
+                settings.retry_budget_floor,
+                reserve=settings.max_concurrency,
+                clock=clock,
+            )
             if settings.retry_budget_ratio is not None
             else None
         )

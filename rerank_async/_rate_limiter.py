@@ -115,7 +115,11 @@ class RateLimiter:
                     # A hair short is close enough: float refills may never quite get there.
                     if self._level >= needed - _TOLERANCE:
                         break
-                    await self._sleep((needed - self._level) / self._rate)
+                    wait = (needed - self._level) / self._rate
+                    await self._sleep(wait)
+                    # A sleep lasts at least what it was asked for; a test's sleep may
+                    # move no clock, and must not make this spin.
+                    self._refill(at_least=wait)
                 self._take(cost)
         finally:
             self._waiting -= 1
@@ -141,8 +145,9 @@ class RateLimiter:
             self._used_this_minute = 0.0
         self._used_this_minute = max(0.0, self._used_this_minute + cost)
 
-    def _refill(self) -> None:
+    def _refill(self, *, at_least: float = 0.0) -> None:
         now = self._clock()
         if self._updated is not None:
-            self._level = min(self._capacity, self._level + (now - self._updated) * self._rate)
+            elapsed = max(now - self._updated, at_least)
+            self._level = min(self._capacity, self._level + elapsed * self._rate)
         self._updated = now

@@ -32,6 +32,9 @@ class RetryBudget:
     Args:
         ratio: Retries allowed per first attempt (0.2: one retry per five requests).
         floor_per_second: Retries allowed per second regardless of traffic.
+        reserve: Extra retries a new client starts with, besides ten seconds of the
+            floor: the client passes its ``max_concurrency``, so that one round
+            trip in which every slot failed can be retried once.
         clock: Seconds on a monotonic clock; anyio's by default.
 
     Raises:
@@ -43,17 +46,24 @@ class RetryBudget:
         ratio: float,
         floor_per_second: float,
         *,
+        reserve: float = 0.0,
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
-        for name, value in (("ratio", ratio), ("floor_per_second", floor_per_second)):
+        for name, value in (
+            ("ratio", ratio),
+            ("floor_per_second", floor_per_second),
+            ("reserve", reserve),
+        ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"retry budget {name} must be a finite number >= 0, got {value}")
         self._ratio = ratio
         self._floor = floor_per_second
-        self._cap = floor_per_second * _FLOOR_SECONDS + ratio * _RESERVE_REQUESTS
+        # A new client has earned no share of its requests yet: it starts with the
+        # floor's ten seconds and the reserve.
+        start = floor_per_second * _FLOOR_SECONDS + reserve
+        self._cap = max(start, floor_per_second * _FLOOR_SECONDS + ratio * _RESERVE_REQUESTS)
         self._clock = clock
-        # Starts with the floor's share only: a new client has earned no retries yet.
-        self._balance = min(self._cap, floor_per_second * _FLOOR_SECONDS)
+        self._balance = start
         self._updated: float | None = None
         self._retries = 0
         self._refused = 0

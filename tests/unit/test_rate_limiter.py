@@ -121,3 +121,18 @@ async def test_cancelled_waiter_takes_nothing() -> None:
 async def test_negative_cost_is_rejected() -> None:
     with pytest.raises(ValueError, match="cost"):
         await RateLimiter(60).acquire(-1)
+
+
+async def test_a_sleep_that_moves_no_clock_still_ends_the_wait() -> None:
+    """A test's recording sleep (no clock) must not make acquire spin."""
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    bucket = RateLimiter(60, clock=lambda: 5.0, sleep=record)
+    await bucket.acquire()
+    with anyio.fail_after(5):
+        await bucket.acquire()
+    assert delays == [pytest.approx(1.0)]

@@ -47,6 +47,14 @@ def test_rejects_bad_values(ratio: float, floor: float) -> None:
         RetryBudget(ratio, floor)
 
 
+def test_a_reserve_adds_to_the_start_and_the_cap() -> None:
+    clock = FakeClock()
+    budget = RetryBudget(0.2, 2.0, reserve=64, clock=clock)
+    assert budget.left() == pytest.approx(84.0)
+    clock.advance(3600.0)
+    assert budget.left() == pytest.approx(84.0)
+
+
 def test_reports_its_settings() -> None:
     budget = RetryBudget(0.1, 3.0)
     assert (budget.ratio, budget.floor_per_second) == (0.1, 3.0)

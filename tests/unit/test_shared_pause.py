@@ -91,3 +91,17 @@ def test_overload_at_the_floor_pauses_longer_each_time_until_an_answer() -> None
     assert delays[-1] == 2.0
     shared.on_answer()
     assert shared.on_overload_at_floor() == 0.05
+
+
+async def test_a_sleep_that_moves_no_clock_still_ends_the_pause() -> None:
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    shared = SharedPause(clock=lambda: 10.0, sleep=record)
+    shared.pause_for(2.0)
+    with anyio.fail_after(5):
+        await shared.wait()
+    assert delays == [2.0]
