@@ -125,8 +125,7 @@ def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> Rerank
     options.setdefault("retry_initial_delay", 0.0)
     client = RerankClient(**options)
     if sleep is not None:
-        retry = replace(client.options.retry, sleep=sleep)
-        client._options = replace(client.options, retry=retry)
+        client.set_retry_policy(replace(client.options.retry, sleep=sleep))
     return client
 
 

@@ -198,13 +198,13 @@ async def test_cancellation_leaves_nothing_running(engine: str) -> None:
         ) as client:
             with anyio.move_on_after(0.3):
                 await client.score(QUERY, corpus(100))
-            assert client._limiter.in_use == 0
+            assert client.statistics().in_flight == 0
             for _ in range(200):  # the server notices the closed connections
                 if slow.stats()["in_flight"] == 0:
                     break
                 await anyio.sleep(0.01)
             assert slow.stats()["in_flight"] == 0
-            assert client._outstanding_batches == 0
+            assert client.statistics().outstanding_batches == 0
             assert not client.is_closed
 
 
@@ -228,7 +228,7 @@ async def test_hedging_over_the_wire(engine: str) -> None:
             hedge_after=0.05,
         ) as client:  # fmt: skip
             result = await client.rerank(QUERY, documents)
-            assert client._limiter.in_use == 0
+            assert client.statistics().in_flight == 0
         stats = tailed.stats()
     assert result.scores == truth(documents)
     assert result.usage.hedges > 0

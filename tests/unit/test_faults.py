@@ -364,8 +364,8 @@ async def test_cancelling_the_caller_cancels_requests_and_keeps_client_usable(
             await entered.wait()
             tg.cancel_scope.cancel()
         assert in_flight == 0
-        assert client._outstanding_batches == 0
-        assert client._limiter.in_use == 0
+        assert client.statistics().outstanding_batches == 0
+        assert client.statistics().in_flight == 0
         assert len(asyncio.all_tasks()) == tasks_before
         slow = False
         assert await client.score(QUERY, ["doc 1"]) == [0.5]

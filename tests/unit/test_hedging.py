@@ -37,7 +37,7 @@ async def test_a_slow_batch_is_hedged_and_the_fast_copy_wins(mock_api: respx.Moc
     ) as client:
         with anyio.fail_after(5):
             result = await client.rerank(QUERY, documents)
-        assert client._limiter.in_use == 0
+        assert client.statistics().in_flight == 0
     assert result.scores == [pointwise_score(QUERY, d) for d in documents]
     assert result.usage.hedges == 1
     assert result.usage.requests == 2

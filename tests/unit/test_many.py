@@ -153,7 +153,7 @@ async def test_leaving_early_cancels_the_rest(mock_api: respx.MockRouter) -> Non
             async for _ in outcomes:
                 break
         assert fake.in_flight == 0
-        assert client._limiter.in_use == 0
+        assert client.statistics().in_flight == 0
         assert len(asyncio.all_tasks()) == tasks_before
     assert fake.calls < 200
 
