@@ -26,10 +26,15 @@ as ``{"detail": "..."}``.
 
 from __future__ import annotations
 
-from .._constants import ENV_JINA_API_KEY, JINA_BASE_URL
+from typing import Final
+
 from ._indexed import RelevanceResultsProvider
 
 __all__ = ["JinaProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_JINA_API_KEY: Final = "JINA_API_KEY"
+JINA_BASE_URL: Final = "https://api.jina.ai"
 
 
 class JinaProvider(RelevanceResultsProvider):

@@ -27,10 +27,15 @@ limit and the wording of its error. Errors arrive as ``{"error": {"message",
 
 from __future__ import annotations
 
-from .._constants import ENV_TOGETHER_API_KEY, TOGETHER_BASE_URL
+from typing import Final
+
 from ._indexed import RelevanceResultsProvider
 
 __all__ = ["TogetherProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_TOGETHER_API_KEY: Final = "TOGETHER_API_KEY"
+TOGETHER_BASE_URL: Final = "https://api.together.xyz"
 
 
 class TogetherProvider(RelevanceResultsProvider):

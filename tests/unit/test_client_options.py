@@ -7,11 +7,11 @@ import pytest
 import respx
 
 from rerank_async import RerankClient
-from rerank_async._constants import (
+from rerank_async._constants import DEFAULT_MIN_BATCH_SIZE
+from rerank_async.providers.deepinfra import (
     DEEPINFRA_BASE_URL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MIN_BATCH_SIZE,
     DEFAULT_MODEL,
 )
 from tests.conftest import URL, make_client
