@@ -38,22 +38,20 @@ __all__ = ["CellResult", "best_cell", "register", "run_bench"]
 _SERVER_START_TIMEOUT_S: Final = 15.0
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``bench`` command to ``commands``."""
-    bench = commands.add_parser(
-        "bench",
-        help="benchmark an endpoint: sweep batch size x concurrency x candidates",
-        description="Benchmark a reranker endpoint (the local server when no --base-url is "
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` command's flags and handler to its ``parser``."""
+    parser.description = (
+        "Benchmark a reranker endpoint (the local server when no --base-url is "
         "given) over a grid of batch sizes, concurrency limits and candidate counts. "
-        "See docs/benchmarks.md.",
+        "See docs/benchmarks.md."
     )
-    add_bench_arguments(bench)
-    bench.set_defaults(handler=run_bench)
+    add_bench_arguments(parser)
+    parser.set_defaults(handler=run_bench)
     try:
-        add_server_options(bench, api_key_flag="--server-api-key")
+        add_server_options(parser, api_key_flag="--server-api-key")
     except ImportError:
         return  # without the server extra, the local server says what to install
-    bench.set_defaults(**BENCH_SERVER_DEFAULTS)
+    parser.set_defaults(**BENCH_SERVER_DEFAULTS)
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -438,41 +438,39 @@ def _duplicate_message(key: RequestId) -> str:
 # -- the command ----------------------------------------------------------------------------------
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``bulk`` command to ``commands``."""
-    bulk = commands.add_parser(
-        "bulk",
-        help="rerank a JSONL file of requests, resumably, with progress and a summary",
-        description='Rerank every request of a JSONL file ({"id"?, "query", "documents", '
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bulk`` command's flags and handler to its ``parser``."""
+    parser.description = (
+        'Rerank every request of a JSONL file ({"id"?, "query", "documents", '
         '"top_k"?} per line) into a JSONL output, one record per request. A rerun resumes: '
-        "ids already in the output are skipped. See docs/bulk.md.",
+        "ids already in the output are skipped. See docs/parser.md."
     )
-    bulk.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
-    bulk.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
-    bulk.add_argument(
+    parser.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
+    parser.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="drop the output's error records first, so their lines run again",
     )
-    bulk.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
-    bulk.add_argument(
+    parser.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
+    parser.add_argument(
         "--max-pending", type=int, help="requests held at once (default: 4 x --concurrency)"
     )
-    bulk.add_argument(
+    parser.add_argument(
         "--retry-initial-delay",
         type=float,
         default=DEFAULT_RETRY_INITIAL_DELAY,
         help="backoff ceiling after a first failure, seconds (%(default)s; 0: retry at once)",
     )
-    bulk.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
-    bulk.add_argument(
+    parser.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
     add_client_options(
-        bulk, base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
+        parser, base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
     )
-    add_verbose_option(bulk)
-    bulk.set_defaults(handler=run_bulk)
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_bulk)
 
 
 def run_bulk(args: argparse.Namespace) -> int:

@@ -41,23 +41,20 @@ DEMO_SERVER_DEFAULTS: Final = {
 }
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``demo`` command to ``commands``."""
-    demo = commands.add_parser(
-        "demo", help="rerank examples on the embedded local server and report speed"
-    )
-    demo.add_argument("--documents", type=int, default=5000, help="synthetic documents in all")
-    demo.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` command's flags and handler to its ``parser``."""
+    parser.add_argument("--documents", type=int, default=5000, help="synthetic documents in all")
+    parser.add_argument(
         "--queries", type=int, default=20, help="concurrent queries they are split over"
     )
-    add_client_options(demo, base_url_help="endpoint root (default: the embedded local server)")
-    add_verbose_option(demo)
-    demo.set_defaults(handler=run_demo)
+    add_client_options(parser, base_url_help="endpoint root (default: the embedded local server)")
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_demo)
     try:
-        add_server_options(demo, api_key_flag="--server-api-key")
+        add_server_options(parser, api_key_flag="--server-api-key")
     except ImportError:
         return  # without the server extra, the demo says what to install when run
-    demo.set_defaults(**DEMO_SERVER_DEFAULTS)
+    parser.set_defaults(**DEMO_SERVER_DEFAULTS)
 
 
 # Fetches the local server's counters; None for a remote endpoint.

@@ -1,8 +1,9 @@
 """``rerank-async``: a lazy dispatch table; every failure becomes one line on stderr.
 
-Each subcommand's module registers its own parser (``register(commands)``) and
-is imported only when that command runs, so ``rerank-async serve`` never loads
-rich and a missing extra is reported for the one command that needs it.
+The table below names every command once. Each command's module fills in its own
+parser (``register(parser)``: flags, description, handler) and is imported only
+when that command runs, so ``rerank-async serve`` never loads rich and a missing
+extra is reported for the one command that needs it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["build_parser", "main"]
 
 @dataclass(frozen=True, slots=True)
 class _Command:
-    module: str  # relative to this package; defines register(commands)
+    module: str  # relative to this package; defines register(parser)
     help: str
     extra: str  # what to install when the module cannot be imported
 
@@ -87,26 +88,20 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((token for token in argv if not token.startswith("-")), None)
     for name, command in _COMMANDS.items():
+        subparser = commands.add_parser(name, help=command.help)
         if name != chosen:
-            commands.add_parser(name, help=command.help)
             continue
         try:
             module = importlib.import_module(command.module, __package__)
         except ImportError as error:
-            _add_unavailable(commands, name, command, error)
+            _add_unavailable(subparser, command, error)
             continue
-        module.register(commands)
+        module.register(subparser)
     return parser
 
 
-def _add_unavailable(
-    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
-    name: str,
-    command: _Command,
-    error: ImportError,
-) -> None:
+def _add_unavailable(stub: argparse.ArgumentParser, command: _Command, error: ImportError) -> None:
     """A command whose extra is missing: any arguments, and a message saying what to install."""
-    stub = commands.add_parser(name, help=command.help)
     stub.add_argument("rest", nargs=argparse.REMAINDER)
 
     def explain(args: argparse.Namespace) -> NoReturn:

@@ -18,23 +18,22 @@ __all__ = ["read_documents", "register", "run_rerank"]
 BASE_URL_HELP = "endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``rerank`` command to ``commands``."""
-    rerank = commands.add_parser("rerank", help="rank documents against a query")
-    rerank.add_argument("query", help="the search query")
-    rerank.add_argument(
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``rerank`` command's flags and handler to its ``parser``."""
+    parser.add_argument("query", help="the search query")
+    parser.add_argument(
         "documents", nargs="*", help="documents as arguments (or use --file, or pipe them in)"
     )
-    rerank.add_argument(
+    parser.add_argument(
         "-f",
         "--file",
         help="documents file: one per line, or a JSON array of strings; '-' reads stdin",
     )
-    rerank.add_argument("-k", "--top-k", type=int, help="show only the best K")
-    rerank.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_client_options(rerank, base_url_help=BASE_URL_HELP)
-    add_verbose_option(rerank)
-    rerank.set_defaults(handler=run_rerank)
+    parser.add_argument("-k", "--top-k", type=int, help="show only the best K")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_client_options(parser, base_url_help=BASE_URL_HELP)
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_rerank)
 
 
 def run_rerank(args: argparse.Namespace) -> int:

@@ -10,15 +10,14 @@ from ._common import EXIT_OK, add_server_options, server_config_from
 __all__ = ["register", "run_serve"]
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``serve`` command to ``commands``."""
-    serve = commands.add_parser("serve", help="run the local DeepInfra-compatible reranker server")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
-    serve.add_argument("-v", "--verbose", action="count", default=0)
-    serve.set_defaults(handler=run_serve)
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` command's flags and handler to its ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (%(default)s)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.set_defaults(handler=run_serve)
     with contextlib.suppress(ImportError):  # without the server extra, run_serve says so
-        add_server_options(serve, api_key_flag="--api-key")
+        add_server_options(parser, api_key_flag="--api-key")
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from ._base import BatchScores, Provider
 from ._wire import FiniteScore, StrictIndex, dumps, join_url, logistic, parse_json
 
 __all__ = [
+    "HostedRelevanceProvider",
     "IndexedProvider",
     "RelevanceResponse",
     "RelevanceResult",
@@ -266,3 +267,19 @@ class RelevanceResultsProvider(IndexedProvider):
         }
         body.update(self.extra_fields())
         return dumps(body)
+
+
+class HostedRelevanceProvider(RelevanceResultsProvider):
+    """A hosted ``POST /v1/rerank`` of the relevance shape that can echo documents (Jina, Together).
+
+    Neither documents a per-request cap: 100 documents keep one request (and a
+    retry) small while a call still needs few requests. Both rate-limit per key,
+    so 8 in flight avoid needless 429s. Documents are never echoed back.
+    """
+
+    path = "/v1/rerank"
+    default_batch_size = 100
+    default_max_concurrency = 8
+
+    def extra_fields(self) -> dict[str, object]:
+        return {"return_documents": False}

@@ -43,6 +43,8 @@ __all__ = [
     "CohereDialect",
     "DeepInfraDialect",
     "Dialect",
+    "IndexedDialect",
+    "ReplyContext",
     "RerankCall",
     "TEIDialect",
     "parse_body",
@@ -69,6 +71,22 @@ class RerankCall:
     model: str | None = None
     top_n: int | None = None
     return_text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What a 200 answer carries besides the scores.
+
+    Attributes:
+        request_id: The request's id, echoed in the body where the service does.
+        started: ``time.perf_counter()`` when the request arrived, for runtimes.
+        one_missing: Send one score too few (one too many for an empty call), so
+            the client's count check must fire.
+    """
+
+    request_id: str
+    started: float
+    one_missing: bool = False
 
 
 class Dialect(abc.ABC):
@@ -105,29 +123,30 @@ class Dialect(abc.ABC):
         """The service's answer to a request over its batch limit."""
 
     @abc.abstractmethod
-    def payload(
-        self,
-        call: RerankCall,
-        scores: list[float],
-        *,
-        request_id: str,
-        started: float,
-        one_missing: bool,
-    ) -> object:
-        """The JSON answer for ``scores`` (in input order).
-
-        ``one_missing`` asks for one score too few (or one too many for an empty
-        call), so the client's count check must fire.
-        """
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
+        """The JSON answer for ``scores`` (in input order), as ``reply`` asks."""
 
     @abc.abstractmethod
     def without_scores(self, payload: object) -> object:
         """``payload`` with its scores taken out (the "missing scores" malformation)."""
 
 
-def _ranked(scores: list[float]) -> list[tuple[int, float]]:
-    # Best first, ties by input position: what every index-based service does.
-    return sorted(enumerate(scores), key=lambda pair: (-pair[1], pair[0]))
+class IndexedDialect(Dialect):
+    """A service that answers with ``(index, score)`` pairs, best first (Cohere, TEI)."""
+
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
+        # Best first, ties by input position: what every index-based service does.
+        ranked = sorted(enumerate(scores), key=lambda pair: (-pair[1], pair[0]))
+        if reply.one_missing:
+            # One index missing, so the client's "every index exactly once" check must fire.
+            ranked = ranked[:-1]
+        return self.ranked_payload(call, ranked, reply.request_id)
+
+    @abc.abstractmethod
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
+    ) -> object:
+        """The JSON answer for ``(index, score)`` pairs, best first."""
 
 
 # -- DeepInfra ------------------------------------------------------------------------------------
@@ -218,25 +237,17 @@ class DeepInfraDialect(Dialect):
     def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
         return self.error(413, f"batch size {n} > maximum allowed batch size {maximum}", headers)
 
-    def payload(
-        self,
-        call: RerankCall,
-        scores: list[float],
-        *,
-        request_id: str,
-        started: float,
-        one_missing: bool,
-    ) -> object:
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
         tokens = _input_tokens(call.queries, call.documents)
-        if one_missing:
+        if reply.one_missing:
             scores = scores[:-1] if scores else [0.0]
         return {
             "scores": scores,
             "input_tokens": tokens,
-            "request_id": request_id,
+            "request_id": reply.request_id,
             "inference_status": {
                 "status": "succeeded",
-                "runtime_ms": int((time.perf_counter() - started) * 1000),
+                "runtime_ms": int((time.perf_counter() - reply.started) * 1000),
                 "cost": 0.0,
                 "tokens_input": tokens,
             },
@@ -251,7 +262,7 @@ class DeepInfraDialect(Dialect):
 # -- Cohere ---------------------------------------------------------------------------------------
 
 
-class CohereDialect(Dialect):
+class CohereDialect(IndexedDialect):
     """Cohere's ``/v1/rerank`` and ``/v2/rerank``.
 
     Args:
@@ -304,18 +315,9 @@ class CohereDialect(Dialect):
         message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
         return self.error(400, message, headers)
 
-    def payload(
-        self,
-        call: RerankCall,
-        scores: list[float],
-        *,
-        request_id: str,
-        started: float,
-        one_missing: bool,
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
     ) -> object:
-        ranked = _ranked(scores)
-        if one_missing:
-            ranked = ranked[:-1]
         kept = ranked if call.top_n is None else ranked[: call.top_n]
         return {
             "id": request_id,
@@ -346,7 +348,7 @@ _TEI_ERROR_TYPES: Final = {
 }
 
 
-class TEIDialect(Dialect):
+class TEIDialect(IndexedDialect):
     """Text Embeddings Inference's ``/rerank``; it serves one model and names none."""
 
     path = "/rerank"
@@ -377,18 +379,9 @@ class TEIDialect(Dialect):
     def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
         return self.error(422, f"batch size {n} > maximum allowed batch size {maximum}", headers)
 
-    def payload(
-        self,
-        call: RerankCall,
-        scores: list[float],
-        *,
-        request_id: str,
-        started: float,
-        one_missing: bool,
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
     ) -> object:
-        ranked = _ranked(scores)
-        if one_missing:
-            ranked = ranked[:-1]
         if call.return_text:
             return [
                 {"index": index, "score": score, "text": call.documents[index]}

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._config import ServerConfig
-from ._dialects import Dialect, RerankCall
+from ._dialects import Dialect, ReplyContext, RerankCall
 from ._faults import Fault, FaultInjector, FaultPlan, Malformation
 from ._http import JSON_MEDIA_TYPE, DroppedResponse, InvalidBodyError, dumps
 from ._scoring import score_pairs
@@ -133,13 +133,10 @@ class RerankService:
         started: float,
     ) -> Response:
         malformation = plan.malformation if plan.fault is Fault.MALFORMED else None
-        payload = dialect.payload(
-            call,
-            scores,
-            request_id=request_id,
-            started=started,
-            one_missing=malformation is Malformation.WRONG_COUNT,
+        reply = ReplyContext(
+            request_id, started, one_missing=malformation is Malformation.WRONG_COUNT
         )
+        payload = dialect.payload(call, scores, reply)
         if plan.fault is Fault.DROP:
             return DroppedResponse(dumps(payload), media_type=JSON_MEDIA_TYPE, headers=headers)
         if malformation is None:
