@@ -6,7 +6,7 @@ import math
 
 from anyio.abc import TaskGroup
 
-from ._batching import ScoreSlots
+from ._batching import ScoreSlots, dedupe, fan_out
 from .providers import BatchScores
 
 __all__ = ["CallState", "batch_range_bounds"]
@@ -67,6 +67,20 @@ class CallState:
                 if slot == seen:
                     self.first_index[slot] = index
                     seen += 1
+
+    @classmethod
+    def for_documents(cls, query: str, documents: list[str], *, dedupe_them: bool) -> CallState:
+        """A call's state, sending identical documents once when ``dedupe_them``."""
+        if dedupe_them:
+            unique, positions = dedupe(documents)
+            if len(unique) < len(documents):  # without duplicates, skip the fan-out copy
+                return cls(query=query, unique=unique, positions=positions)
+        return cls(query=query, unique=documents, positions=None)
+
+    def caller_scores(self) -> list[float]:
+        """Every caller document's score, in the caller's order; all slots must be filled."""
+        unique_scores = self.slots.complete()
+        return unique_scores if self.positions is None else fan_out(unique_scores, self.positions)
 
     def document_range(self, start: int, stop: int) -> tuple[int, int]:
         """The caller's ``(start, stop)`` for slots ``start:stop`` of ``unique``."""

@@ -16,15 +16,14 @@ from typing import Self
 
 import httpx
 
-from ._batching import dedupe, fan_out
 from ._call import CallState
-from ._checks import check_int, checked_documents, checked_query
+from ._checks import check_int
 from ._config import (
     NOT_GIVEN,
     ClientOptions,
     HttpEngine,
     NotGiven,
-    resolve_call_timeout,
+    resolve_call,
     resolve_config,
 )
 from ._constants import (
@@ -35,7 +34,7 @@ from ._constants import (
 )
 from ._engines import open_transport
 from ._limiter import FairLimiter
-from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
+from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
@@ -155,10 +154,7 @@ class RerankClient:
         self._provider = config.provider
         self._api_key = config.api_key
         self._transport = open_transport(config, on_request=on_request)
-        # One limiter for every call of this client: max_concurrency bounds
-        # HTTP attempts in flight, not calls, and backoff sleeps hold no slot.
-        # Free slots go round-robin across calls, so a small call never waits
-        # behind every batch of a big one.
+        # One limiter for every call of this client (see BatchRunner).
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
@@ -195,27 +191,17 @@ class RerankClient:
         return self._state is _State.CLOSED
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of this client's shared state, across all its calls.
-
-        Returns:
-            Attempts in flight and waiting for a slot, batches outstanding, the
-            batch limit now and ``max_concurrency``.
-        """
+        """A frozen snapshot of the state all calls share: slots in use and awaited, batches."""
         return self._runner.statistics()
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
-        """Retry with ``policy`` from now on: limits, backoff, and the sleep and jitter draw.
+        """Retry later batches with ``policy``: limits, backoff, and the sleep and jitter draw.
 
-        The testing seam: ``RetryPolicy(sleep=recorder, uniform=fixed)`` makes
-        retries instant and their waits observable, without real sleeps::
-
-            client.set_retry_policy(dataclasses.replace(client.options.retry, sleep=fake))
-
-        Args:
-            policy: The policy later batches use; ``options.retry`` reports it.
+        The testing seam: ``RetryPolicy(sleep=recorder)`` makes backoff instant and
+        observable, without real sleeps (see the README's "Testing" section).
 
         Raises:
-            TypeError: ``policy`` is not a ``RetryPolicy``.
+            TypeError, ValueError: ``policy`` is not a valid ``RetryPolicy``.
         """
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, not {type(policy).__name__}")
@@ -251,42 +237,25 @@ class RerankClient:
             RuntimeError: The client is closed.
         """
         self._ensure_open()
-        checked = checked_documents(documents)
-        checked_query(query)
-        if top_k is not None:
-            check_int("top_k", top_k, minimum=1)
         options = self._runner.options
-        deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
-        if not options.split and len(checked) > options.batch_size:
-            raise ValueError(
-                f"split=False sends one request per call, but {len(checked)} documents exceed "
-                f"batch_size={options.batch_size}"
-            )
+        request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
+        checked = request.documents
         if not checked:
             return RerankResult.build(
                 model=options.model, documents=checked, scores=[], top_k=top_k, usage=Usage()
             )
-
-        unique: list[str] = checked
-        positions: list[int] | None = None
-        if options.dedupe:
-            deduped, slots = dedupe(checked)
-            if len(deduped) < len(checked):  # without duplicates, skip the fan-out copy
-                unique, positions = deduped, slots
-        call = CallState(query=query, unique=unique, positions=positions)
+        call = CallState.for_documents(request.query, checked, dedupe_them=options.dedupe)
         await self._runner.run_call(
-            call, deadline_seconds=deadline_seconds, n_documents=len(checked)
+            call, deadline_seconds=request.deadline_seconds, n_documents=len(checked)
         )
-        unique_scores = call.slots.complete()
-        scores = unique_scores if positions is None else fan_out(unique_scores, positions)
         return RerankResult.build(
             model=options.model,
             documents=checked,
-            scores=scores,
+            scores=call.caller_scores(),
             top_k=top_k,
             usage=Usage(
                 documents=len(checked),
-                unique_documents=len(unique),
+                unique_documents=len(call.unique),
                 batches=call.batches,
                 requests=call.requests,
                 retries=call.retries,
@@ -350,13 +319,13 @@ class RerankClient:
         if max_pending is None:
             max_pending = 4 * self._runner.options.max_concurrency
         check_int("max_pending", max_pending, minimum=1)
-
-        async def rerank_one(request: RerankRequest) -> RerankResult:
-            return await self.rerank(
-                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
-            )
-
-        return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
+        return rerank_each(
+            self.rerank,
+            requests,
+            max_pending=max_pending,
+            fail_fast=fail_fast,
+            total_timeout=total_timeout,
+        )
 
     async def aclose(self) -> None:
         """Close the connections this client opened (never a caller's ``http_client``).

@@ -15,7 +15,7 @@ from typing import Final, Literal, TypeAlias
 
 import httpx
 
-from ._checks import check_int, check_seconds, non_empty
+from ._checks import check_int, check_seconds, checked_documents, checked_query, non_empty
 from ._constants import DEFAULT_MIN_BATCH_SIZE, ENV_BASE_URL, ENV_MODEL
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -23,10 +23,12 @@ from .providers import Provider, resolve_provider
 
 __all__ = [
     "NOT_GIVEN",
+    "CallRequest",
     "ClientOptions",
     "HttpEngine",
     "NotGiven",
     "ResolvedConfig",
+    "resolve_call",
     "resolve_call_timeout",
     "resolve_config",
 ]
@@ -195,6 +197,46 @@ def resolve_config(
             "User-Agent": f"rerank-async/{__version__}",
             **chosen_provider.auth_headers(resolved_key),
         },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One ``rerank`` call's arguments after their checks."""
+
+    query: str
+    documents: list[str]
+    top_k: int | None
+    deadline_seconds: float | None
+
+
+def resolve_call(
+    options: ClientOptions,
+    query: object,
+    documents: object,
+    *,
+    top_k: object,
+    total_timeout: float | NotGiven | None,
+) -> CallRequest:
+    """Check one call's arguments against the client's options, before any request.
+
+    Raises:
+        TypeError, ValueError: An argument is bad; the message names it.
+    """
+    checked = checked_documents(documents)
+    checked_text = checked_query(query)
+    checked_top_k = None if top_k is None else check_int("top_k", top_k, minimum=1)
+    deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
+    if not options.split and len(checked) > options.batch_size:
+        raise ValueError(
+            f"split=False sends one request per call, but {len(checked)} documents exceed "
+            f"batch_size={options.batch_size}"
+        )
+    return CallRequest(
+        query=checked_text,
+        documents=checked,
+        top_k=checked_top_k,
+        deadline_seconds=deadline_seconds,
     )
 
 

@@ -42,6 +42,10 @@ logger = logging.getLogger(LOGGER_NAME)
 class BatchRunner:
     """Owns what every call of a client shares: the limiter, demand, the batch limit.
 
+    The limiter bounds HTTP attempts in flight, not calls, and backoff sleeps hold
+    no slot. Free slots go round-robin across calls, so a small call never waits
+    behind every batch of a big one.
+
     Args:
         options: The client's resolved options.
         provider: The wire format (planning budgets, "too large" detection).
