@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.cli import main
 from rerank_async.server import RunningServer, ServerConfig, running_server
 

@@ -8,6 +8,9 @@ import socket
 import anyio
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async import (
     APIConnectionError,
     APITimeoutError,
@@ -17,6 +20,7 @@ from rerank_async import (
 )
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
+from tests.conftest import ENGINES
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +46,12 @@ def corpus(n: int, seed: int = 3) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=6)) + f" #{i % (n // 2 + 1)}" for i in range(n)]
 
 
-ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
-
-
 def truth(documents: list[str]) -> list[float]:
     return [reference_score(QUERY, d) for d in documents]
 
 
 @ENGINES
+@pytest.mark.slow
 async def test_10k_documents_score_identically_at_any_batch_size(
     server: RunningServer, engine: str
 ) -> None:

@@ -19,6 +19,9 @@ import httpx
 import pytest
 from starlette.types import Message
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 import rerank_async.server
 from rerank_async.server import ServerConfig, create_app, running_server
 from rerank_async.server._dialects import parse_body

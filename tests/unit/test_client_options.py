@@ -217,6 +217,7 @@ def test_http_engine_is_checked() -> None:
 def test_aiohttp_timeout_mapping(
     timeout: httpx.Timeout | float | None, expected: tuple[float | None, ...]
 ) -> None:
+    pytest.importorskip("aiohttp", reason="the aiohttp extra")
     from rerank_async._aiohttp_transport import client_timeout
 
     mapped = client_timeout(timeout)

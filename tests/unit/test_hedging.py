@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import anyio
 import httpx
 import pytest
@@ -28,7 +30,7 @@ def slow_first_copy(seconds: float) -> FakeReranker:
 
 
 async def test_a_slow_batch_is_hedged_and_the_fast_copy_wins(mock_api: respx.MockRouter) -> None:
-    fake = slow_first_copy(30.0)
+    fake = slow_first_copy(math.inf)  # the first copy never answers; the hedge must
     mock_api.post(URL).mock(side_effect=fake)
     records: list[RequestRecord] = []
     documents = ["a", "b", "c"]

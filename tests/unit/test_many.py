@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -145,8 +146,18 @@ async def test_a_broken_input_stops_the_run(fake: FakeReranker) -> None:
 
 
 async def test_leaving_early_cancels_the_rest(mock_api: respx.MockRouter) -> None:
-    fake = FakeReranker(delay=0.02)
-    mock_api.post(URL).mock(side_effect=fake)
+    fake = FakeReranker()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if fake.calls:  # the first request answers; the rest wait until cancelled
+            fake.in_flight += 1
+            try:
+                await anyio.sleep_forever()
+            finally:
+                fake.in_flight -= 1
+        return await fake(request)
+
+    mock_api.post(URL).mock(side_effect=handler)
     tasks_before = len(asyncio.all_tasks())
     async with make_client(max_concurrency=4) as client:
         async with client.rerank_many(requests(200)) as outcomes:
