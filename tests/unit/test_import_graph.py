@@ -95,3 +95,55 @@ def test_the_graph_sees_function_level_and_relative_imports() -> None:
 def test_no_module_imports_one_that_imports_it_back() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle or [])
+
+
+# The core's layers, lowest first: a module may import only from layers below its own.
+# docs/development.md draws the same table.
+CORE_LAYERS: list[set[str]] = [
+    {"_batching", "_checks", "_constants", "_exceptions", "_limiter", "_statistics", "_version"},
+    {"_models", "_retry", "providers"},
+    {"_call", "_config", "_hedging", "_transport"},
+    {"_aiohttp_transport", "_many", "_observe"},
+    {"_engines", "_runner"},
+    {"_client"},
+    {""},  # the package's __init__
+]
+
+
+def core_layer(module: str) -> int | None:
+    """The layer of a core module, or ``None`` outside the core (cli, server, providers.*)."""
+    parts = module.split(".")
+    if parts[1:2] in (["cli"], ["server"]) or len(parts) > 2:
+        return None
+    name = parts[1] if len(parts) == 2 else ""
+    return next(i for i, layer in enumerate(CORE_LAYERS) if name in layer)
+
+
+def test_every_core_module_has_a_layer() -> None:
+    for module in import_graph():
+        if module.count(".") <= 1 and not module.startswith(
+            ("rerank_async.cli", "rerank_async.server")
+        ):
+            assert core_layer(module) is not None, module
+
+
+def test_core_imports_flow_down_the_layers() -> None:
+    for module, targets in import_graph().items():
+        layer = core_layer(module)
+        if layer is None:
+            continue
+        for target in targets:
+            assert not target.startswith(("rerank_async.cli", "rerank_async.server")), (
+                f"{module} imports {target}: the core never loads the CLI or the server"
+            )
+            target_layer = core_layer(target)
+            if target_layer is not None:
+                assert target_layer < layer, f"{module} (layer {layer}) imports {target}"
+
+
+def test_providers_and_the_server_stand_apart() -> None:
+    for module, targets in import_graph().items():
+        if module.startswith("rerank_async.providers"):
+            assert all(t.startswith("rerank_async.providers") for t in targets), module
+        if module.startswith("rerank_async.server"):
+            assert all(t.startswith("rerank_async.server") for t in targets), module
