@@ -16,7 +16,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -27,13 +27,14 @@ from ._exceptions import (
     APIStatusError,
     RateLimitError,
 )
+from ._latency_window import LatencyWindow
 from ._limiter import FairLimiter
 from ._rate_limit_headers import seconds_until_reset
 from ._rate_limiter import RateLimiter
 from ._retry_budget import RetryBudget
 from ._shared_pause import SharedPause
 
-__all__ = ["Admission", "AdmissionStatistics", "LoadSettings", "is_overload"]
+__all__ = ["Admission", "AdmissionStatistics", "HedgeSlots", "LoadSettings", "is_overload"]
 
 # Answers of the last second make a rate worth trusting once there are this many.
 _RATE_WINDOW_S = 1.0
@@ -111,6 +112,7 @@ class Admission:
         # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
         self._latency = 0.0
         self._answered: deque[float] = deque()  # answer times in the last second
+        self._latencies = LatencyWindow(0.95)
         ceiling = settings.max_concurrency
         self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
         self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
@@ -153,7 +155,12 @@ class Admission:
 
     @asynccontextmanager
     async def admitted(
-        self, owner: Hashable, *, tokens: int = 0, first_attempt: bool = True
+        self,
+        owner: Hashable,
+        *,
+        tokens: int = 0,
+        first_attempt: bool = True,
+        pause_waited: float | None = None,
     ) -> AsyncIterator[Ticket]:
         """Hold the right to send one request for the ``async with`` block.
 
@@ -161,8 +168,13 @@ class Admission:
             owner: Whose turn it is in the fair slot queue (a call).
             tokens: The request's estimated token cost, for the token bucket.
             first_attempt: A batch's first try earns retry budget; a retry does not.
+            pause_waited: For the retry of a batch whose own 429 set the pause, the
+                pause it set (what ``settle`` returned): it waited that out in its
+                backoff, so only a later extension holds it back.
         """
-        await self._pause.wait()
+        until = self._pause.until
+        if until is not None and (pause_waited is None or until > pause_waited):
+            await self._pause.wait()
         async with self._slot(owner) as level:
             if self._requests is not None:
                 await self._requests.acquire(1)
@@ -229,6 +241,15 @@ class Admission:
         """Give back a slot taken by ``try_admit_extra``."""
         self._slots.release()
 
+    def hedge_threshold(self) -> float | None:
+        """The rolling p95 of answer latency (``hedge_after="auto"``), once known."""
+        return self._latencies.threshold()
+
+    @property
+    def hedge_slots(self) -> HedgeSlots:
+        """The view of the slots a hedging race takes its extra slot from."""
+        return HedgeSlots(self)
+
     def may_retry(self) -> bool:
         """Take one retry from the budget; ``False`` when it is spent (or no budget)."""
         return self._budget is None or self._budget.try_withdraw()
@@ -241,7 +262,7 @@ class Admission:
         headers: Mapping[str, str] | None = None,
         estimated_tokens: int = 0,
         used_tokens: int | None = None,
-    ) -> None:
+    ) -> float | None:
         """Learn from how a request ended.
 
         Args:
@@ -250,14 +271,20 @@ class Admission:
             headers: Response headers (a mapping), when there were any.
             estimated_tokens: The cost the request was admitted with.
             used_tokens: The server's reported usage, when it reported one.
+
+        Returns:
+            The pause's end when this answer's ``Retry-After`` paused the whole
+            client (its batch then waits that out in its own backoff, not twice).
         """
         if self._tokens is not None and used_tokens is not None and estimated_tokens:
             self._tokens.correct(estimated_tokens, used_tokens)
+        paused = False
         if error is None:
             self._pause.on_answer()
             elapsed = self._clock() - ticket.sent_at if ticket.sent_at is not None else None
             self._answered.append(self._clock())
             if elapsed is not None:
+                self._latencies.add(elapsed)
                 self._latency = (
                     elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
                 )
@@ -265,13 +292,14 @@ class Admission:
                 self._adaptive.on_success(ticket)
                 self._follow()
         elif is_overload(error):
-            self._on_overload(ticket, error)
+            paused = self._on_overload(ticket, error)
         elif self._adaptive is not None:
             self._adaptive.on_neutral(ticket)
         if headers is not None:
             reset = seconds_until_reset(headers, now=self._wall_clock())
             if reset is not None:
                 self._pause.pause_for(reset)
+        return self._pause.until if paused else None
 
     def retry_after_binds(self, error: BaseException) -> bool:
         """Whether a batch must wait out its 429's ``Retry-After``.
@@ -309,18 +337,21 @@ class Admission:
             epoch = -1
         return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
 
-    def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
+    def _on_overload(self, ticket: Ticket, error: BaseException) -> bool:
+        paused = False
         if isinstance(error, RateLimitError):
             paused = self._pause.on_rate_limited(error.retry_after)
             if not paused and error.retry_after is not None and ticket.level <= 1:
                 # The only request in flight: nothing else can be to blame.
                 self._pause.pause_for(error.retry_after)
+                paused = True
         if self._adaptive is None:
-            return
+            return paused
         change = self._adaptive.on_overload(ticket, sustainable=self._sustainable())
         if change is LimitChange.AT_FLOOR:
             self._pause.on_overload_at_floor()
         self._follow()
+        return paused
 
     def _sustainable(self) -> int | None:
         """Concurrency that the answers of the last second need (Little's law).
@@ -345,3 +376,33 @@ class Admission:
         assert self._adaptive is not None
         if self._adaptive.limit != self._slots.total:
             self._slots.set_total(self._adaptive.limit)
+
+
+class HedgeSlots:
+    """``Limiter`` as the hedging race sees it: an extra slot costs a retry from the budget."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    @property
+    def total(self) -> int:
+        return self._admission._slots.total
+
+    @property
+    def in_use(self) -> int:
+        return self._admission._slots.in_use
+
+    @property
+    def waiting(self) -> int:
+        return self._admission._slots.waiting
+
+    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[int]:
+        return self._admission._slots.slot(owner)
+
+    def try_acquire(self) -> bool:
+        return self._admission.try_admit_extra() is not None
+
+    def release(self) -> None:
+        self._admission.release_extra()

@@ -41,8 +41,8 @@ class Limiter(Protocol):
         """How many acquirers are queued."""
         ...
 
-    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[None]:
-        """Hold one slot for the ``async with`` block, queued under ``owner``."""
+    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[int]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``; yields its level."""
         ...
 
     def try_acquire(self) -> bool:
