@@ -23,13 +23,13 @@ from functools import partial
 
 import anyio
 
+from ._admission import Admission
 from ._batching import plan_batches, split_by_budget
 from ._call import CallState, batch_range_bounds
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME
 from ._exceptions import APIStatusError, APITimeoutError
 from ._hedging import race_hedged
-from ._admission import Admission
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._statistics import ClientStatistics
 from ._transport import BatchRequest, BatchSender
