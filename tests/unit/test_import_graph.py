@@ -114,7 +114,7 @@ CORE_LAYERS: list[set[str]] = [
         "_shared_pause",
         "_statistics",
         "_version",
-    },  # fmt: skip
+    },
     {"_admission", "_models", "_retry", "providers"},
     {"_call", "_config", "_hedging", "_transport"},
     {"_aiohttp_transport", "_many", "_observe"},
