@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
+import httpx
 import pytest
 
-from rerank_async.server import ServerConfig
+from rerank_async.server import ServerConfig, create_app
 from rerank_async.server._limits import AdmissionControl, Refusal, retry_after_header
+
+URL = "/v1/inference/acme/model"
 
 
 class Clock:
@@ -91,3 +95,54 @@ def test_config_rejects_bad_limits(knobs: dict[str, object], message: str) -> No
 @pytest.mark.parametrize(("seconds", "header"), [(0.01, "1"), (1.0, "1"), (1.2, "2")])
 def test_retry_after_header_rounds_up_to_whole_seconds(seconds: float, header: str) -> None:
     assert retry_after_header(seconds) == header
+
+
+# -- through the app: what a client sees ------------------------------------------------------
+
+
+async def test_the_app_refuses_with_the_right_status_and_headers() -> None:
+    config = ServerConfig(rate_limit_rps=1.0, rate_limit_burst=1.0, rate_limit_retry_after=True)
+    transport = httpx.ASGITransport(app=create_app(config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        body = {"query": "q", "documents": ["a"]}
+        first = await client.post(URL, json=body)
+        second = await client.post(URL, json=body)
+        stats = (await client.get("/stats")).json()
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.headers["retry-after"] == "1"
+    assert 0 < int(second.headers["retry-after-ms"]) <= 1000
+    assert second.json() == {"error": {"message": "Rate limit exceeded (simulated)"}}
+    assert stats["refusals"] == {"rate_limit": 1}
+    assert stats["status_counts"] == {"200": 1, "429": 1}
+
+
+async def test_a_concurrency_cap_429_carries_no_retry_after() -> None:
+    config = ServerConfig(max_in_flight=1, latency_ms=30.0)
+    transport = httpx.ASGITransport(app=create_app(config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        statuses: list[httpx.Response] = []
+
+        async def one() -> None:
+            statuses.append(await client.post(URL, json={"query": "q", "documents": ["a"]}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(one)
+            await anyio.wait_all_tasks_blocked()  # the first is inside its 30 ms of work
+            group.start_soon(one)
+    refused = [response for response in statuses if response.status_code == 429]
+    assert len(refused) == 1
+    assert "retry-after" not in refused[0].headers
+
+
+def test_serve_has_a_flag_per_limit_knob() -> None:
+    from rerank_async.cli._common import server_config_from
+    from rerank_async.cli._main import build_parser
+
+    argv = ["serve", "--max-in-flight", "8", "--rate-limit-rps", "20", "--rate-limit-retry-after",
+            "--outage-start-s", "2", "--outage-duration-s", "5"]  # fmt: skip
+    config = server_config_from(build_parser(argv).parse_args(argv))
+    assert (config.max_in_flight, config.rate_limit_rps, config.rate_limit_retry_after) == (
+        8, 20.0, True,
+    )  # fmt: skip
+    assert (config.outage_start_s, config.outage_duration_s) == (2.0, 5.0)
