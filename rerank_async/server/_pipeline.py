@@ -3,10 +3,11 @@
 An inference request goes through, in order: the provider-style limits
 (``_limits``: an outage's 503, a concurrency cap's or rate limit's 429), auth
 (401), the model named in the path (404), the body (the dialect's 400 or 422),
-the model named in the body (404), batch size, the fault plan (503, 429 answered at once), the capacity queue, the simulated
-latency, then a dropped connection, a malformed 200 (truncated JSON, one score
-missing, or no scores), or the real answer. Every dialect shares one set of stats,
-one fault random stream and one capacity queue.
+the model named in the body (404), batch size, the fault plan (503, 429 answered
+at once), the capacity queue, the simulated latency, then a dropped connection, a
+malformed 200 (truncated JSON, one score missing, or no scores), or the real
+answer. Every dialect shares one set of stats, one fault random stream and one
+capacity queue.
 """
 
 from __future__ import annotations
