@@ -28,6 +28,7 @@ from ._exceptions import (
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
+from ._sync import SyncRerankClient
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
 
@@ -56,6 +57,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
+    "SyncRerankClient",
     "Usage",
     "__version__",
 ]

@@ -36,6 +36,7 @@ from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._tracing import rerank_span
 from ._transport import BatchRequest, Endpoint, HttpxTransport, TimeoutTypes, Transport
 from ._version import __version__
 from .providers import BatchScores, Provider, resolve_provider
@@ -358,6 +359,29 @@ class RerankClient:
                 of the call are cancelled.
             RuntimeError: The client is closed.
         """
+        # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
+        # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
+        with rerank_span(
+            provider=self._provider.name,
+            model=self._options.model,
+            url=self._options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            return span.finished(
+                await self._rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+            )
+        # --- end of the OpenTelemetry hook
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+    ) -> RerankResult:
+        """``rerank`` without its span."""
         self._ensure_open()
         checked = _checked_documents(documents)
         _checked_query(query)
