@@ -72,9 +72,7 @@ async def test_top_k_default_runtime_and_meta_fields(local_server: RunningServer
     docs = documents(30)
     ranker = RerankAsyncRanker(base_url=local_server.base_url, batch_size=8)
     titled = [Document(content="unrelated words", meta={"title": "solar battery storage"})]
-    embedding = RerankAsyncRanker(
-        base_url=local_server.base_url, meta_fields_to_embed=["title"]
-    )
+    embedding = RerankAsyncRanker(base_url=local_server.base_url, meta_fields_to_embed=["title"])
     try:
         await ranker.warm_up_async()
         assert len((await ranker.run_async(QUERY, docs))["documents"]) == 10
@@ -85,7 +83,8 @@ async def test_top_k_default_runtime_and_meta_fields(local_server: RunningServer
         plain = (await ranker.run_async(QUERY, titled))["documents"][0]
         with_meta = (await embedding.run_async(QUERY, titled))["documents"][0]
         assert plain.score == 0.0
-        assert with_meta.score is not None and with_meta.score > 0.5
+        assert with_meta.score is not None
+        assert with_meta.score > 0.5
     finally:
         await ranker.close_async()
         await embedding.close_async()

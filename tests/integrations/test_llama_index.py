@@ -39,7 +39,7 @@ class ListRetriever(BaseRetriever):
 
 
 class Recorder(BaseEventHandler):
-    events: list[BaseEvent] = []
+    events: list[BaseEvent]
 
     @classmethod
     def class_name(cls) -> str:
@@ -132,9 +132,9 @@ async def test_defaults_scores_and_retrieval_score(local_server: RunningServer) 
         assert by_id[f"node-{i}"].score == direct.scores[i]
         assert by_id[f"node-{i}"].node.metadata["retrieval_score"] == original.score
         assert "retrieval_score" not in original.node.metadata  # the input is left alone
-    assert await RerankAsyncPostprocessor(client=client).apostprocess_nodes(
-        [], query_str=QUERY
-    ) == []
+    assert (
+        await RerankAsyncPostprocessor(client=client).apostprocess_nodes([], query_str=QUERY) == []
+    )
 
 
 def test_sync_query_engine_from_options(local_server: RunningServer) -> None:
