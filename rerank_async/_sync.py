@@ -1,6 +1,6 @@
 """``SyncRerankClient``: the async client behind a blocking facade, for scripts and notebooks.
 
-Each sync client owns one event loop in one thread (an anyio blocking portal) for its whole
+Each sync client owns one event loop in one daemon thread (an anyio blocking portal) for its whole
 life, and its ``RerankClient`` is created on that loop. Every call is handed to that loop and
 waited for, so the connection pool is only ever used from the loop that created it, and
 calls from several threads share the one ``max_concurrency`` bound.
@@ -14,12 +14,14 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from concurrent.futures import Future
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
+import anyio
 import httpx
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from ._client import NOT_GIVEN, ClientOptions, HttpEngine, NotGiven, RerankClient
 from ._constants import (
@@ -101,12 +103,11 @@ class SyncRerankClient:
                 hedge_after=hedge_after,
             )
 
-        self._portal_manager: AbstractContextManager[BlockingPortal] = start_blocking_portal()
-        self._portal = self._portal_manager.__enter__()
+        self._portal, self._thread = _start_portal()
         try:
             self._client = self._portal.call(make_client)
         except BaseException:
-            self._portal_manager.__exit__(None, None, None)
+            self._stop_portal()
             raise
         self._state = _State.OPEN
         self._close_lock = threading.Lock()
@@ -216,7 +217,7 @@ class SyncRerankClient:
         try:
             self._portal.call(self._client.aclose)
         finally:
-            self._portal_manager.__exit__(None, None, None)
+            self._stop_portal()
 
     def __enter__(self) -> Self:
         self._open_portal()
@@ -233,10 +234,40 @@ class SyncRerankClient:
     def __repr__(self) -> str:
         return "Sync" + repr(self._client)
 
+    def _stop_portal(self) -> None:
+        self._portal.call(self._portal.stop)
+        self._thread.join()
+
     def _open_portal(self) -> BlockingPortal:
         if self._state is _State.CLOSED:
             raise RuntimeError("SyncRerankClient is closed; create a new client")
         return self._portal
+
+
+def _start_portal() -> tuple[BlockingPortal, threading.Thread]:
+    """Start an event loop in a daemon thread and return its portal.
+
+    A daemon thread, not anyio's ``start_blocking_portal`` (a worker of a thread pool that
+    the interpreter joins at exit): a sync client left open must not keep a script or a
+    notebook kernel from exiting.
+    """
+    ready: Future[BlockingPortal] = Future()
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        try:
+            anyio.run(serve)
+        except BaseException as error:  # handed to the constructor, which re-raises it
+            if not ready.done():
+                ready.set_exception(error)
+
+    thread = threading.Thread(target=run, name="rerank-async-sync-client", daemon=True)
+    thread.start()
+    return ready.result(), thread
 
 
 class _BlockingOutcomes:

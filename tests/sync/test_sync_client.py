@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -142,3 +144,17 @@ def test_same_options_and_properties_as_rerank_client() -> None:
         assert (c.model, c.provider.name, c.batch_limit) == ("acme/m", "deepinfra", 7)
         assert repr(c) == "Sync" + repr(twin)
         assert not c.is_closed
+
+
+def test_a_client_left_open_does_not_keep_the_interpreter_alive(
+    sync_server: RunningServer,
+) -> None:
+    code = (
+        "from rerank_async import SyncRerankClient; "
+        f"c = SyncRerankClient(base_url={sync_server.base_url!r}); "
+        "print(c.score('solar', ['solar panel'])[0] > 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.strip() == "True"
