@@ -46,14 +46,14 @@ import httpx
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network from a benchmark
 
-from haystack import Document as HaystackDocument  # noqa: E402
-from langchain_core.documents import Document  # noqa: E402
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
+from haystack import Document as HaystackDocument
+from langchain_core.documents import Document
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from rerank_async import RerankClient, SyncRerankClient  # noqa: E402
-from rerank_async.integrations.haystack import RerankAsyncRanker  # noqa: E402
-from rerank_async.integrations.langchain import RerankAsyncCompressor  # noqa: E402
-from rerank_async.integrations.llama_index import RerankAsyncPostprocessor  # noqa: E402
+from rerank_async import RerankClient, SyncRerankClient
+from rerank_async.integrations.haystack import RerankAsyncRanker
+from rerank_async.integrations.langchain import RerankAsyncCompressor
+from rerank_async.integrations.llama_index import RerankAsyncPostprocessor
 
 RESULTS = Path(__file__).parent / "results"
 LATENCY_MS = 50
