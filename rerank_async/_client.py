@@ -40,6 +40,7 @@ from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
+from ._tracing import rerank_span
 from .providers import Provider
 
 __all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]
@@ -260,6 +261,29 @@ class RerankClient:
                 of the call are cancelled.
             RuntimeError: The client is closed.
         """
+        # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
+        # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
+        with rerank_span(
+            provider=self._provider.name,
+            model=self._runner.options.model,
+            url=self._runner.options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            return span.finished(
+                await self._rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+            )
+        # --- end of the OpenTelemetry hook
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+    ) -> RerankResult:
+        """``rerank`` without its span."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
