@@ -13,9 +13,8 @@ bucket's queue without a slot to be sent on.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ from ._exceptions import (
 )
 from ._latency_window import LatencyWindow
 from ._limiter import FairLimiter
-from ._rate_limit_headers import seconds_until_reset
 from ._rate_limiter import RateLimiter
 from ._retry_budget import RetryBudget
 from ._shared_pause import SharedPause
@@ -94,7 +92,6 @@ class Admission:
         settings: The limits.
         clock: Seconds on a monotonic clock; anyio's by default.
         sleep: How to wait; ``anyio.sleep`` by default.
-        wall_clock: Unix time, for reset times given as dates.
     """
 
     def __init__(
@@ -103,10 +100,8 @@ class Admission:
         *,
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._wall_clock = wall_clock
         self._clock = clock
         self._sleep = sleep
         # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
@@ -259,7 +254,7 @@ class Admission:
         ticket: Ticket,
         error: BaseException | None,
         *,
-        headers: Mapping[str, str] | None = None,
+        limit_reset_s: float | None = None,
         estimated_tokens: int = 0,
         used_tokens: int | None = None,
     ) -> float | None:
@@ -268,7 +263,8 @@ class Admission:
         Args:
             ticket: What ``admitted`` yielded.
             error: The failure, or ``None`` for an answer.
-            headers: Response headers (a mapping), when there were any.
+            limit_reset_s: Seconds until a rate limit the response's headers say is
+                spent resets (the transport reads them), when they say so.
             estimated_tokens: The cost the request was admitted with.
             used_tokens: The server's reported usage, when it reported one.
 
@@ -295,10 +291,8 @@ class Admission:
             paused = self._on_overload(ticket, error)
         elif self._adaptive is not None:
             self._adaptive.on_neutral(ticket)
-        if headers is not None:
-            reset = seconds_until_reset(headers, now=self._wall_clock())
-            if reset is not None:
-                self._pause.pause_for(reset)
+        if limit_reset_s is not None:
+            self._pause.pause_for(limit_reset_s)
         return self._pause.until if paused else None
 
     def retry_after_binds(self, error: BaseException) -> bool:

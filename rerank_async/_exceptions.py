@@ -95,6 +95,8 @@ class APIStatusError(RerankError):
         request_id: The server's request id, when it sent one.
         body: The response body, decoded from JSON when possible.
         retry_after: Seconds the server asked us to wait, when it said so.
+        limit_reset_s: Seconds until a rate limit the headers say is spent
+            resets, when they say so.
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class APIStatusError(RerankError):
         request_id: str | None = None,
         body: object = None,
         retry_after: float | None = None,
+        limit_reset_s: float | None = None,
     ) -> None:
         super().__init__(message, url=url, model=model, document_range=document_range)
+        self.limit_reset_s = limit_reset_s
         self.status_code = status_code
         self.server_message = server_message
         self.request_id = request_id

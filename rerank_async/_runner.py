@@ -237,11 +237,19 @@ class BatchRunner:
             try:
                 result = await self._send_maybe_hedged(call, batch)
             except Exception as error:
-                paused_until = admission.settle(ticket, error)
+                paused_until = admission.settle(
+                    ticket, error, limit_reset_s=getattr(error, "limit_reset_s", None)
+                )
                 if paused_until is not None:
                     state.pause_waited = paused_until
                 raise
-            admission.settle(ticket, None, estimated_tokens=tokens, used_tokens=result.input_tokens)
+            admission.settle(
+                ticket,
+                None,
+                estimated_tokens=tokens,
+                used_tokens=result.input_tokens,
+                limit_reset_s=result.limit_reset_s,
+            )
             return result
 
     def _estimate_tokens(self, call: CallState, start: int, stop: int) -> int:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import anyio
 import httpx
 import pytest
+import respx
 
+from rerank_async import RateLimitError
 from rerank_async._rate_limit_headers import parse_duration, seconds_until_reset
+from tests.conftest import URL, SleepRecorder, make_client, pointwise_score, scored_response
 
 NOW = 1_800_000_000.0
 
@@ -40,3 +46,40 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
 def test_seconds_until_reset(headers: dict[str, str], wait: float | None) -> None:
     result = seconds_until_reset(httpx.Headers(headers), now=NOW)
     assert result == (pytest.approx(wait) if wait is not None else None)
+
+
+async def test_a_spent_limit_in_the_headers_pauses_the_next_request(
+    mock_api: respx.MockRouter,
+) -> None:
+    """A 200 saying no requests are left: the next call waits for the reset, without a 429."""
+    sent: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(anyio.current_time())
+        response = scored_response(json.loads(request.content))
+        if len(sent) == 1:
+            response.headers["x-ratelimit-remaining-requests"] = "0"
+            response.headers["x-ratelimit-reset-requests"] = "1.5s"
+        return response
+
+    mock_api.post(URL).mock(side_effect=answer)
+    sleep = SleepRecorder()
+    async with make_client(sleep=sleep) as client:
+        assert await client.score("q", ["a"]) == [pointwise_score("q", "a")]
+        paused = client.statistics().paused_until
+        assert paused is not None
+        await client.score("q", ["b"])
+    assert sleep.delays == [pytest.approx(1.5, abs=0.05)]
+    assert len(sent) == 2
+
+
+async def test_a_429_carries_its_limit_reset(mock_api: respx.MockRouter) -> None:
+    mock_api.post(URL).mock(
+        return_value=httpx.Response(
+            429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": "3"}
+        )
+    )
+    async with make_client(max_retries=0) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.score("q", ["a"])
+    assert caught.value.limit_reset_s == 3.0
