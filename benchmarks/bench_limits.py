@@ -166,10 +166,7 @@ async def run_client(root: str, calls: Calls, **options: Any) -> dict[str, Any]:
 
 
 def _limit(client: RerankClient) -> int:
-    statistics_ = getattr(client, "statistics", None)
-    if statistics_ is not None:
-        return int(statistics_().concurrency_limit)
-    return int(client._admission.concurrency_limit)  # until statistics() lands
+    return client.statistics().concurrency_limit
 
 
 async def hand_written(root: str, calls: Calls, *, concurrency: int) -> dict[str, Any]:
@@ -333,6 +330,55 @@ async def healthy(repeats: int) -> dict[str, Any]:
     return out
 
 
+async def web_tail(repeats: int) -> dict[str, Any]:
+    """200 calls of 100 documents arriving at 20/s; 5% of requests 10x slower; call p50/p99."""
+    variants: dict[str, dict[str, Any]] = {
+        "default": {},
+        "hedge_after=0.1": {"hedge_after": 0.1},
+        'hedge_after="auto"': {"hedge_after": "auto"},
+    }
+    out: dict[str, Any] = {name: [] for name in variants}
+    with server(tail_probability=0.05, tail_multiplier=10.0) as root:
+        for _ in range(repeats):
+            for name, options in variants.items():
+                out[name].append(await measured(root, lambda o=options: _open_loop(root, o)))  # type: ignore[misc]
+    return out
+
+
+async def _open_loop(root: str, options: dict[str, Any]) -> dict[str, Any]:
+    latencies: list[float] = []
+    calls = [(f"web {q}", documents(100, salt=f"w{q}")) for q in range(200)]
+    failures = 0
+    async with RerankClient(base_url=f"{root}/v1/inference", model=MODEL, **options) as client:
+
+        async def one(query: str, docs: list[str]) -> None:
+            nonlocal failures
+            started = time.perf_counter()
+            try:
+                await client.score(query, docs)
+            except RerankError:
+                failures += 1
+                return
+            latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for index, (query, docs) in enumerate(calls):
+                delay = started + index / 20.0 - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                group.create_task(one(query, docs))
+        wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+    return {"wall_s": wall, "docs_per_s": 200 * 100 / wall, "lost": 0, "failed_calls":
+            {"RerankError": failures} if failures else {}, "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99), "p99_over_p50": pct(0.99) / pct(0.5)}  # fmt: skip
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
@@ -383,6 +429,7 @@ SCENARIOS: dict[str, Callable[[int], Awaitable[dict[str, Any]]]] = {
     "outage": outage,
     "random_faults": random_faults,
     "healthy": healthy,
+    "web_tail": web_tail,
 }
 
 
