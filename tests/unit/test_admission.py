@@ -12,6 +12,7 @@ from rerank_async._admission import Admission, LoadSettings, is_overload
 from rerank_async._exceptions import RetryBudgetExhaustedError
 from rerank_async._limiter import FairLimiter
 from rerank_async._retry import RetryPolicy, call_with_retries
+from tests.conftest import FakeReranker, make_client
 from tests.unit.fake_clock import FakeClock
 
 
@@ -259,3 +260,13 @@ async def test_a_fast_overload_answer_holds_its_slot_for_an_answers_time_while_o
     assert first == [0, 0, 0]  # not yet overloaded: released at once
     later = [await request(0.001, outage) for _ in range(8)]
     assert later[-1] == pytest.approx(0.049)  # held until an answer would have come
+
+
+async def test_the_token_limit_counts_what_the_server_reported(fake: FakeReranker) -> None:
+    """Costs are estimated before sending, then replaced by the reported usage."""
+    async with make_client(batch_size=4, min_batch_size=4, max_tokens_per_minute=60_000) as client:
+        await client.score("query", [f"document {i}" for i in range(10)])
+        stats = client.statistics()
+    assert fake.calls == 3
+    assert stats.tokens_this_minute == 3 * 10  # the fake reports 3 tokens per document
+    assert stats.requests_this_minute is None
