@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
     bulk.add_argument(
+        "--part-rows",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="Parquet output: records per part file, at most (%(default)s)",
+    )
+    bulk.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
     _add_client_options(bulk)
