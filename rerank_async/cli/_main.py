@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
+    _add_bulk_ray_options(bulk)
     _add_client_options(bulk)
     bulk.set_defaults(handler=_run_bulk)
 
@@ -249,7 +250,31 @@ def _run_rerank(args: argparse.Namespace) -> int:
     return run_rerank(args)
 
 
+def _add_bulk_ray_options(bulk: argparse.ArgumentParser) -> None:
+    group = bulk.add_argument_group("Ray Data (docs/distributed.md)")
+    group.add_argument(
+        "--ray",
+        action="store_true",
+        help="run on Ray Data ($RAY_ADDRESS, else a local cluster); the output is Parquet",
+    )
+    group.add_argument(
+        "--actors",
+        type=int,
+        default=2,
+        help="--ray: actors, each with one client; --concurrency is divided across them",
+    )
+    group.add_argument(
+        "--actor-cpus", type=float, default=0.25, help="--ray: CPUs each actor reserves"
+    )
+
+
 def _run_bulk(args: argparse.Namespace) -> int:
+    if args.ray:
+        try:
+            from ._bulk_ray import run_bulk_ray
+        except ImportError as error:
+            raise MissingExtraError(f"{error}: install rerank-async[cli,ray]") from error
+        return run_bulk_ray(args)
     try:
         from ._bulk import run_bulk
     except ImportError as error:

@@ -39,6 +39,7 @@ def rerank_dataset(
     on_error: OnError = "record",
     batch_size: int | None = None,
     num_cpus: float = DEFAULT_ACTOR_CPUS,
+    rebalance: bool = True,
 ) -> ray.data.Dataset:
     """Rerank every row of ``dataset`` on a pool of ``actors`` actors; lazy, like Ray Data.
 
@@ -65,6 +66,10 @@ def rerank_dataset(
             ``"pair"``). With ``"pair"``, only the pairs of a query inside one batch
             share requests.
         num_cpus: CPUs each actor reserves (default 0.25: the actors wait on HTTP).
+        rebalance: Cut the input into blocks of ``batch_size`` rows first (streaming,
+            no shuffle). Ray hands an actor whole blocks, so without this a dataset of
+            one large block (one JSONL file, one ``from_arrow`` table) keeps one actor busy
+            and the others idle.
 
     Returns:
         The scored dataset.
@@ -94,6 +99,8 @@ def rerank_dataset(
     if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus <= 0:
         raise ValueError(f"num_cpus must be a positive number, got {num_cpus!r}")
     _check_client_options(spec.client_options)
+    if rebalance:
+        dataset = dataset.repartition(target_num_rows_per_block=batch_size)
     return dataset.map_batches(
         RerankBatches,
         fn_constructor_kwargs={
