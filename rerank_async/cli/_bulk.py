@@ -530,14 +530,17 @@ def run_bulk(args: argparse.Namespace) -> int:
 
 
 def _is_parquet(path: str) -> bool:
-    """Parquet by the path's extension (or an existing directory); needs the extra."""
-    try:
-        from ._bulk_parquet import is_parquet
-    except ImportError as error:
-        if path.lower().endswith((".parquet", ".pq")):
-            raise MissingExtraError(f"{error}: install rerank-async[parquet]") from error
+    """Parquet by the path's extension (or an existing directory); needs the extra.
+
+    Decided without importing pyarrow, so a JSONL run never pays for it.
+    """
+    if not (path.lower().endswith((".parquet", ".pq")) or os.path.isdir(path)):
         return False
-    return is_parquet(path)
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(f"{error}: install rerank-async[parquet]") from error
+    return True
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

@@ -43,9 +43,10 @@ PARQUET_SUFFIXES: Final = (".parquet", ".pq")
 # Input rows decoded at a time (one Arrow record batch).
 _READ_ROWS: Final = 1024
 # A part is written once the buffer holds ``part_rows`` records (default 10,000), or this
-# many scores (the memory bound: ~16 MiB of Python floats), or its oldest record is this old
+# many scores (the memory bound: with their rankings, ~15 MiB of Python objects), or its
+# oldest record is this old
 # (so a slow run still commits its records now and then).
-FLUSH_SCORES: Final = 500_000
+FLUSH_SCORES: Final = 200_000
 FLUSH_SECONDS: Final = 30.0
 _PART: Final = re.compile(r"part-(\d{6,})\.parquet")
 _LOCK_NAME: Final = ".rerank-async.lock"

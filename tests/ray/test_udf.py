@@ -193,3 +193,15 @@ async def test_columns_are_checked_by_name(server: RunningServer) -> None:
     with pytest.raises(ValueError, match="already has a column 'scores'"):
         await udf(pa.table({"query": ["q"], "documents": [["d"]], "scores": [1]}))
     await udf.aclose()
+
+
+def test_the_core_and_the_jsonl_bulk_command_never_import_ray_or_pyarrow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rerank_async, rerank_async.cli._main, rerank_async.cli._bulk; "
+        "print(sorted(m for m in ('ray', 'pyarrow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
