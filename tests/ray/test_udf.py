@@ -205,3 +205,31 @@ def test_the_core_and_the_jsonl_bulk_command_never_import_ray_or_pyarrow() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_actors_end_closes_the_client_on_the_actors_loop(server: RunningServer) -> None:
+    # As on a Ray actor: the UDF runs on an event loop in another thread, and the actor's
+    # end (Ray Data dropping the UDF) calls __del__ from the main thread.
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        udf = RerankBatches(max_concurrency=2, client_options=options(server))
+        batch = pa.table({"query": ["roof"], "documents": [["roof panel"]]})
+        out = asyncio.run_coroutine_threadsafe(udf(batch), loop).result(timeout=30)
+        assert out.column("scores").to_pylist() == [[reference_score("roof", "roof panel")]]
+        assert not udf.closed
+        udf.__del__()
+        assert udf.closed
+        with pytest.raises(RuntimeError, match="closed"):
+            asyncio.run_coroutine_threadsafe(udf(batch), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+    unused = RerankBatches(max_concurrency=2, client_options=options(server))
+    unused.__del__()  # never called: nothing to close
+    assert not unused.closed
