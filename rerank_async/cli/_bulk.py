@@ -15,6 +15,9 @@ it (Linux checks for fatal signals between the pages of a write), and only as th
 line: so a run that finds an incomplete last line (that, an older buffered writer, a full
 disk) cuts it off and warns before it appends anything. Resuming then only needs the set
 of ids already in the output. See ``docs/bulk.md``.
+
+Parquet input and output (``_bulk_parquet.py``) plug into the same run: a source of
+numbered records, and an output with the same ``write``/``close`` as `OutputFile`.
 """
 
 from __future__ import annotations
