@@ -5,13 +5,14 @@ The layers, outermost first, each named after what it adds::
     run_call                           deadline, then the call's task group
       _run_batch_recording_failure     first error kept, the other batches cancelled
         _score_batch_splitting_too_large   a "too large" answer resent in smaller pieces
-          _score_batch_with_retries    backoff and Retry-After between attempts
-            _attempt_under_limiter     one slot of max_concurrency per HTTP attempt
+          _score_batch_with_retries    backoff, Retry-After, the retry budget
+            _attempt_admitted          the client's load limits: the shared pause, one
+                                       slot of the adaptive limit, the request and token
+                                       buckets; what the answer says is fed back
               _send_maybe_hedged       a second copy of a slow attempt, if configured
                 sender.send            the transport chain (observation, engine)
 
-Per-attempt concerns (a rate limiter, a retry budget) plug in at
-``_attempt_under_limiter``; per-request ones (read limits) wrap the sender.
+Per-request concerns (read limits) wrap the sender.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from functools import partial
 
 import anyio
 
+from ._admission import Admission
 from ._batching import plan_batches, split_by_budget
 from ._call import CallState, batch_range_bounds
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME
 from ._exceptions import APIStatusError, APITimeoutError
 from ._hedging import race_hedged
-from ._limiter import Limiter
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._statistics import ClientStatistics
 from ._transport import BatchRequest, BatchSender
@@ -50,7 +51,6 @@ class BatchRunner:
         options: The client's resolved options.
         provider: The wire format (planning budgets, "too large" detection).
         sender: The transport chain every attempt goes through.
-        limiter: The one bound on attempts in flight, shared by all calls.
     """
 
     def __init__(
@@ -59,12 +59,13 @@ class BatchRunner:
         *,
         provider: Provider,
         sender: BatchSender,
-        limiter: Limiter,
     ) -> None:
         self._options = options
         self._provider = provider
         self._sender = sender
-        self._limiter = limiter
+        # Every wait of the load limits sleeps as the retry policy does, so that a test's
+        # set_retry_policy(RetryPolicy(sleep=...)) covers them too.
+        self._admission = Admission(options.limits, sleep=self._sleep)
         # Batches planned or running and not yet finished, across calls; a new
         # call spreads itself only over slots this demand leaves free.
         self._outstanding_batches = 0
@@ -87,13 +88,22 @@ class BatchRunner:
 
     def statistics(self) -> ClientStatistics:
         """A snapshot of the shared state."""
+        limits = self._admission.statistics()
         return ClientStatistics(
-            in_flight=self._limiter.in_use,
-            waiting=self._limiter.waiting,
+            in_flight=limits.in_flight,
+            waiting=limits.waiting,
             outstanding_batches=self._outstanding_batches,
             batch_limit=self._batch_limit,
-            max_concurrency=self._limiter.total,
+            max_concurrency=self._options.max_concurrency,
+            concurrency_limit=limits.concurrency_limit,
+            retry_budget_left=limits.retry_budget_left,
+            paused_until=limits.paused_until,
+            requests_this_minute=limits.requests_this_minute,
+            tokens_this_minute=limits.tokens_this_minute,
         )
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._options.retry.sleep(seconds)
 
     async def run_call(
         self, call: CallState, *, deadline_seconds: float | None, n_documents: int
@@ -152,7 +162,7 @@ class BatchRunner:
             n_documents,
             batch_size=limit,
             min_batch_size=min(options.min_batch_size, limit),
-            free_slots=max(1, options.max_concurrency - self._outstanding_batches),
+            free_slots=max(1, self._admission.concurrency_limit - self._outstanding_batches),
         )
         budget = self._provider.max_tokens_per_request(options.model)
         if budget is None:
@@ -185,7 +195,7 @@ class BatchRunner:
             document_range=call.document_range(start, stop),
         )
         try:
-            result = await self._score_batch_with_retries(call, batch)
+            result = await self._score_batch_with_retries(call, batch, start, stop)
         except APIStatusError as error:
             if (
                 stop - start < 2
@@ -197,21 +207,61 @@ class BatchRunner:
             return
         call.record(start, result)
 
-    async def _score_batch_with_retries(self, call: CallState, batch: BatchRequest) -> BatchScores:
+    async def _score_batch_with_retries(
+        self, call: CallState, batch: BatchRequest, start: int, stop: int
+    ) -> BatchScores:
+        admission = self._admission
+        tokens = self._estimate_tokens(call, start, stop) if admission.counts_tokens else 0
+        state = _AttemptState()
         return await call_with_retries(
-            partial(self._attempt_under_limiter, call, batch),
+            partial(self._attempt_admitted, call, batch, tokens, state),
             self._options.retry,
             deadline=call.deadline,
             on_retry=partial(self._log_retry, call, batch),
+            may_retry=admission.may_retry,
+            obey_retry_after=admission.retry_after_binds,
         )
 
-    async def _attempt_under_limiter(self, call: CallState, batch: BatchRequest) -> BatchScores:
-        async with self._limiter.slot(call):
+    async def _attempt_admitted(
+        self, call: CallState, batch: BatchRequest, tokens: int, state: _AttemptState
+    ) -> BatchScores:
+        state.attempts += 1
+        admission = self._admission
+        async with admission.admitted(
+            call,
+            tokens=tokens,
+            first_attempt=state.attempts == 1,
+            pause_waited=state.pause_waited,
+        ) as ticket:
             call.requests += 1
-            return await self._send_maybe_hedged(call, batch)
+            try:
+                result = await self._send_maybe_hedged(call, batch)
+            except Exception as error:
+                paused_until = admission.settle(
+                    ticket, error, limit_reset_s=getattr(error, "limit_reset_s", None)
+                )
+                if paused_until is not None:
+                    state.pause_waited = paused_until
+                raise
+            admission.settle(
+                ticket,
+                None,
+                estimated_tokens=tokens,
+                used_tokens=result.input_tokens,
+                limit_reset_s=result.limit_reset_s,
+            )
+            return result
+
+    def _estimate_tokens(self, call: CallState, start: int, stop: int) -> int:
+        """The batch's token cost before sending: the provider's own estimate per pair."""
+        estimate = self._provider.estimate_tokens
+        query = estimate(call.query)
+        return sum(query + estimate(document) for document in call.unique[start:stop])
 
     async def _send_maybe_hedged(self, call: CallState, batch: BatchRequest) -> BatchScores:
         hedge_after = self._options.hedge_after
+        if hedge_after == "auto":
+            hedge_after = self._admission.hedge_threshold()
         if hedge_after is None:
             return await self._sender.send(batch)
 
@@ -222,7 +272,7 @@ class BatchRunner:
         return await race_hedged(
             partial(self._sender.send, batch),
             hedge_after=hedge_after,
-            limiter=self._limiter,
+            limiter=self._admission.hedge_slots,
             on_hedge=count_hedge,
         )
 
@@ -254,3 +304,13 @@ class BatchRunner:
             first, last, self._options.model, event.delay, event.attempt,
             self._options.retry.max_retries, type(event.error).__name__, event.error,
         )  # fmt: skip
+
+
+class _AttemptState:
+    """One batch's attempts so far, and the client pause its own 429 set, if any."""
+
+    __slots__ = ("attempts", "pause_waited")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.pause_waited: float | None = None
