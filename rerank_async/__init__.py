@@ -22,11 +22,14 @@ from ._exceptions import (
     NotFoundError,
     RateLimitError,
     RerankError,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
     ServerError,
 )
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
+from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
@@ -44,6 +47,7 @@ __all__ = [
     "DeepInfraProvider",
     "NotFoundError",
     "NotGiven",
+    "PartialScores",
     "Provider",
     "RankedDocument",
     "RateLimitError",
@@ -53,6 +57,8 @@ __all__ = [
     "RerankOutcome",
     "RerankRequest",
     "RerankResult",
+    "ResponseTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",

@@ -25,7 +25,12 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
-from ._exceptions import APIConnectionError, APIStatusError, ResponseValidationError
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+)
 
 __all__ = [
     "RETRYABLE_STATUS_CODES",
@@ -52,8 +57,11 @@ def is_retryable(error: BaseException) -> bool:
 
     Connection failures and timeouts, the transient statuses in
     ``RETRYABLE_STATUS_CODES``, and malformed 2xx bodies (a truncating proxy
-    or an overloaded server) are; every other status is final.
+    or an overloaded server) are; every other status is final, and so is a
+    body over the size limit (the same request would get the same answer).
     """
+    if isinstance(error, ResponseTooLargeError):
+        return False
     if isinstance(error, APIStatusError):
         return error.status_code in RETRYABLE_STATUS_CODES
     return isinstance(error, APIConnectionError | ResponseValidationError)
