@@ -36,7 +36,9 @@ from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RequestRecord, RerankResult, Usage
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._secrets import check_api_key
 from ._transport import BatchRequest, Endpoint, HttpxTransport, TimeoutTypes, Transport
+from ._urls import check_base_url
 from ._version import __version__
 from .providers import BatchScores, Provider, resolve_provider
 
@@ -829,23 +831,18 @@ def _non_empty(name: str, value: object) -> str:
 
 
 def _checked_base_url(base_url: object) -> str:
-    url = _non_empty("base_url", base_url)
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
-    return url.rstrip("/")
+    return check_base_url(_non_empty("base_url", base_url))
 
 
 def _resolve_api_key(api_key: str | None, env_vars: Sequence[str]) -> str | None:
     if api_key is not None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, not {type(api_key).__name__}")
-        if not api_key.strip():
-            raise ValueError("api_key must not be empty; pass None to read it from the environment")
-        return api_key
+        return check_api_key(api_key)
     for name in env_vars:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
+            return check_api_key(value, name=name)
     return None
 
 

@@ -30,6 +30,7 @@ from .._constants import (
     ENV_DEEPINFRA_API_KEY,
     ENV_DEEPINFRA_TOKEN,
 )
+from .._urls import join_url, model_path
 from ._base import BatchScores, Provider
 from ._indexed import FiniteScore, dumps, parse_json
 
@@ -100,7 +101,8 @@ class DeepInfraProvider(Provider):
         return "queries" if any(marker in lowered for marker in _QUERIES_FORM_MARKERS) else "query"
 
     def url(self, base_url: str, model: str) -> str:
-        return f"{base_url.rstrip('/')}/{model}"
+        # Model ids are "org/name": each segment is percent-encoded, "/" kept.
+        return join_url(base_url, model_path(model, keep_slashes=True))
 
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
         body: dict[str, object]

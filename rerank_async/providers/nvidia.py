@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
 from .._constants import ENV_NVIDIA_API_KEY, NVIDIA_BASE_URL
+from .._urls import model_path
 from ._base import BatchScores
 from ._indexed import (
     FiniteScore,
@@ -112,7 +113,8 @@ class NvidiaProvider(IndexedProvider):
             self.endpoint == "auto" and urlsplit(base_url).hostname == _HOSTED_HOST
         )
         if hosted:
-            return join_url(base_url, f"/v1/retrieval/{model.replace('.', '_')}/reranking")
+            segments = model_path(model.replace(".", "_"), keep_slashes=True)
+            return join_url(base_url, f"/v1/retrieval/{segments}/reranking")
         return join_url(base_url, "/v1/ranking")
 
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
