@@ -195,6 +195,8 @@ def hostile_server() -> Iterator[HostileServer]:
 
     def run() -> None:
         asyncio.set_event_loop(loop)
+        # Handlers cancelled at shutdown are expected; nothing to report.
+        loop.set_exception_handler(lambda _loop, _context: None)
         try:
             loop.run_until_complete(main())
         except asyncio.CancelledError:
