@@ -10,6 +10,8 @@ a ``base_url`` whose requests (``POST .../{behaviour}/v1/{model}``) get:
 - ``gzip-bomb``: a 200 with ``Content-Encoding: gzip``, 200 KB that inflate to 200 MB;
 - ``trickle``: a 200 with ``Content-Length: 1000`` sending one byte per 100 ms;
 - ``endless``: a chunked 200 that never ends (1 KB per 50 ms);
+- ``poison-{k}-{tag}``: scores every document ``crc_score(text)``, except that the
+  first ``k`` requests carrying a document that starts with ``POISON`` get a 500;
 - ``drop``: closes the connection without an answer;
 - ``hang``: answers nothing for 30 s.
 
@@ -43,11 +45,19 @@ class SeenRequest:
     headers: dict[str, str]
 
 
+def crc_score(document: str) -> float:
+    """The score ``poison-*`` gives a document: a function of its text alone."""
+    return zlib.crc32(document.encode()) / 2**32
+
+
 @dataclass
 class HostileServer:
     host: str
     port: int
     requests: list[SeenRequest] = field(default_factory=list)
+    # Documents of every request, by behaviour, for the poison routes.
+    documents: dict[str, list[list[str]]] = field(default_factory=dict)
+    poison_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -123,6 +133,19 @@ class _Handler:
             documents = json.loads(body)["documents"]
             payload = json.dumps({"scores": [0.5] * len(documents)}).encode()
             writer.write(_head(200, _plain(len(payload))) + payload)
+        elif behaviour.startswith("poison-"):
+            documents = json.loads(body)["documents"]
+            self.server.documents.setdefault(behaviour, []).append(documents)
+            allowed = int(behaviour.split("-")[1])
+            failed = self.server.poison_failures.get(behaviour, 0)
+            if failed < allowed and any(d.startswith("POISON") for d in documents):
+                self.server.poison_failures[behaviour] = failed + 1
+                payload = b'{"error": "poisoned batch"}'
+                writer.write(_head(500, _plain(len(payload))) + payload)
+            else:
+                scores = [crc_score(document) for document in documents]
+                payload = json.dumps({"scores": scores}).encode()
+                writer.write(_head(200, _plain(len(payload))) + payload)
         elif behaviour.startswith("echo-"):
             status = int(behaviour.removeprefix("echo-"))
             payload = _echo_body(authorization, key)
