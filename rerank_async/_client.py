@@ -30,12 +30,21 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_MODEL,
     LOGGER_NAME,
+    MAX_SPREAD_FACTOR,
 )
-from ._exceptions import APIStatusError, APITimeoutError, RerankError
+from ._encodable import check_encodable, check_encodable_in_slices
+from ._exceptions import (
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    NotFoundError,
+    RerankError,
+)
 from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RequestRecord, RerankResult, Usage
-from ._retry import RetryEvent, RetryPolicy, call_with_retries
+from ._partial import PartialScores
+from ._retry import RetryEvent, RetryPolicy, call_with_retries, is_retryable
 from ._secrets import check_api_key
 from ._transport import BatchRequest, Endpoint, HttpxTransport, TimeoutTypes, Transport
 from ._urls import check_base_url
@@ -339,6 +348,7 @@ class RerankClient:
         *,
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: PartialScores | None = None,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them.
 
@@ -349,6 +359,9 @@ class RerankClient:
                 always has every document).
             total_timeout: Deadline for this call in seconds, retries
                 included; ``None`` for none; the client's when left out.
+            resume: The ``partial`` of a failed call's error on the same
+                ``documents``: only the documents it has no score for are
+                sent, in as few requests as ``batch_size`` allows.
 
         Returns:
             The scores in input order and the ranked documents.
@@ -357,12 +370,15 @@ class RerankClient:
             TypeError, ValueError: Bad input, before any request is sent.
             RerankError: A batch failed for good (its subclass says how), or
                 the deadline passed (``APITimeoutError``). The other batches
-                of the call are cancelled.
+                still finish, and ``error.partial`` holds every score obtained
+                (``None`` elsewhere) and the failed ranges; an error that would
+                fail every batch (401, 403, 404) cancels them instead.
             RuntimeError: The client is closed.
         """
         self._ensure_open()
         checked = _checked_documents(documents)
         _checked_query(query)
+        check_encodable(query, name="query")
         if top_k is not None:
             _check_int("top_k", top_k, minimum=1)
         deadline_seconds = (
@@ -374,55 +390,109 @@ class RerankClient:
                 else _check_seconds("total_timeout", total_timeout, allow_zero=False)
             )
         )
-        model = self._options.model
         if not self._options.split and len(checked) > self._options.batch_size:
             raise ValueError(
                 f"split=False sends one request per call, but {len(checked)} documents exceed "
                 f"batch_size={self._options.batch_size}"
             )
-        if not checked:
-            return RerankResult.build(
-                model=model, documents=checked, scores=[], top_k=top_k, usage=Usage()
-            )
+        if resume is not None:
+            if not isinstance(resume, PartialScores):
+                raise TypeError(f"resume must be a PartialScores, not {type(resume).__name__}")
+            if len(resume.scores) != len(checked):
+                raise ValueError(
+                    f"resume has {len(resume.scores)} scores for {len(checked)} documents; "
+                    "pass the same documents as the failed call"
+                )
+        await check_encodable_in_slices(checked)
+        if resume is None:
+            scores, usage = await self._score_documents(query, checked, deadline_seconds)
+        else:
+            scores, usage = await self._score_missing(query, checked, resume, deadline_seconds)
+        return RerankResult.build(
+            model=self._options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
+        )
 
+    async def _score_missing(
+        self,
+        query: str,
+        documents: list[str],
+        resume: PartialScores,
+        deadline_seconds: float | None,
+    ) -> tuple[list[float], Usage]:
+        """Score the documents ``resume`` has no score for, and merge them in."""
+        missing = resume.missing()
+        if not missing:
+            return list(resume.scores), Usage(documents=len(documents))  # type: ignore[arg-type]
+        subset = [documents[index] for index in missing]
+        try:
+            scores, usage = await self._score_documents(
+                query, subset, deadline_seconds, spread=False
+            )
+        except RerankError as error:
+            # Back into the caller's indices: the subset's positions are ``missing``.
+            if error.partial is not None:
+                error.partial = resume.filled(missing, error.partial.scores)
+            if error.document_range is not None:
+                first, stop = error.document_range
+                error.document_range = (missing[first], missing[stop - 1] + 1)
+            raise
+        complete = resume.filled(missing, scores).complete()
+        assert complete is not None  # every missing slot was just filled
+        return complete, usage.model_copy(update={"documents": len(documents)})
+
+    async def _score_documents(
+        self,
+        query: str,
+        checked: list[str],
+        deadline_seconds: float | None,
+        *,
+        spread: bool = True,
+    ) -> tuple[list[float], Usage]:
+        """Scores of ``checked`` in order; a failure carries what was scored as ``partial``."""
+        model = self._options.model
+        if not checked:
+            return [], Usage()
         unique: list[str] = checked
         positions: list[int] | None = None
         if self._options.dedupe:
             deduped, slots = dedupe(checked)
             if len(deduped) < len(checked):  # without duplicates, skip the fan-out copy
                 unique, positions = deduped, slots
-        call = _Call(query=query, unique=unique, positions=positions)
+        call = _Call(query=query, unique=unique, positions=positions, spread=spread)
         with anyio.move_on_after(deadline_seconds) as deadline_scope:
             call.deadline = deadline_scope.deadline
             await self._score_call(call)
+        failure: RerankError | None = None
         if call.error is not None:
-            raise call.error
-        if deadline_scope.cancelled_caught:
+            if not isinstance(call.error, RerankError):
+                raise call.error
+            failure = call.error
+        elif deadline_scope.cancelled_caught:
             scored = call.documents_scored()
-            raise APITimeoutError(
+            failure = APITimeoutError(
                 f"total_timeout of {deadline_seconds} s passed with {scored} of "
                 f"{len(checked)} documents scored [POST {self._options.url}, model {model}]",
                 url=self._options.url,
                 model=model,
                 documents_scored=scored,
             )
+        if failure is not None:
+            kept = call.slots.snapshot()
+            failure.partial = PartialScores.from_scores(
+                kept if positions is None else fan_out(kept, positions)
+            )
+            raise failure
 
         unique_scores = call.slots.complete()
         scores = unique_scores if positions is None else fan_out(unique_scores, positions)
-        return RerankResult.build(
-            model=model,
-            documents=checked,
-            scores=scores,
-            top_k=top_k,
-            usage=Usage(
-                documents=len(checked),
-                unique_documents=len(unique),
-                batches=call.batches,
-                requests=call.requests,
-                retries=call.retries,
-                hedges=call.hedges,
-                input_tokens=call.input_tokens,
-            ),
+        return scores, Usage(
+            documents=len(checked),
+            unique_documents=len(unique),
+            batches=call.batches,
+            requests=call.requests,
+            retries=call.retries,
+            hedges=call.hedges,
+            input_tokens=call.input_tokens,
         )
 
     async def score(
@@ -482,9 +552,25 @@ class RerankClient:
         _check_int("max_pending", max_pending, minimum=1)
 
         async def rerank_one(request: RerankRequest) -> RerankResult:
-            return await self.rerank(
-                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
-            )
+            try:
+                return await self.rerank(
+                    request.query,
+                    request.documents,
+                    top_k=request.top_k,
+                    total_timeout=total_timeout,
+                )
+            except RerankError as error:
+                # Before giving up, send once more only what has no score yet; an
+                # error that retrying cannot fix (401, 404, 400, too large) is final.
+                if error.partial is None or not is_retryable(error):
+                    raise
+                return await self.rerank(
+                    request.query,
+                    request.documents,
+                    top_k=request.top_k,
+                    total_timeout=total_timeout,
+                    resume=error.partial,
+                )
 
         return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
 
@@ -549,11 +635,15 @@ class RerankClient:
         if not self._options.split:
             return [(0, n_documents)]
         limit = self._batch_limit
+        free_slots = max(1, self._options.max_concurrency - self._outstanding_batches)
         spans = plan_batches(
             n_documents,
             batch_size=limit,
             min_batch_size=min(self._options.min_batch_size, limit),
-            free_slots=max(1, self._options.max_concurrency - self._outstanding_batches),
+            # A resumed call goes in as few requests as possible: each one more
+            # is one more chance to fail again.
+            free_slots=free_slots if call.spread else 1,
+            max_spread=MAX_SPREAD_FACTOR,
         )
         budget = self._provider.max_tokens_per_request(self._options.model)
         if budget is None:
@@ -726,6 +816,10 @@ class RerankClient:
         )  # fmt: skip
 
 
+# Errors no other batch of the call can escape: a refused key, an unknown model.
+_ENDPOINT_WIDE: Final = (AuthenticationError, NotFoundError)
+
+
 def batch_range_bounds(document_range: tuple[int, int]) -> tuple[int, int]:
     """``(first, last)`` inclusive indices of a ``(start, stop)`` range, for messages."""
     return document_range[0], document_range[1] - 1
@@ -746,14 +840,18 @@ class _Call:
         "requests",
         "retries",
         "slots",
+        "spread",
         "task_group",
         "unique",
     )
 
     task_group: TaskGroup
 
-    def __init__(self, *, query: str, unique: list[str], positions: list[int] | None) -> None:
+    def __init__(
+        self, *, query: str, unique: list[str], positions: list[int] | None, spread: bool = True
+    ) -> None:
         self.query = query
+        self.spread = spread
         self.unique = unique
         self.positions = positions
         self.slots = ScoreSlots(len(unique))
@@ -786,8 +884,11 @@ class _Call:
             self.input_tokens = (self.input_tokens or 0) + result.input_tokens
 
     def fail(self, error: Exception) -> None:
+        """Record the first failure. The other batches keep going, so that their
+        scores are kept, unless the error holds for every batch of the endpoint."""
         if self.error is None:
             self.error = error
+        if not isinstance(error, RerankError) or isinstance(error, _ENDPOINT_WIDE):
             self.task_group.cancel_scope.cancel()
 
     def documents_scored(self) -> int:

@@ -76,9 +76,7 @@ async def test_a_call_whose_one_batch_fails_keeps_every_other_score(
 async def test_retrying_a_failed_range_by_hand_completes_the_call(server: HostileServer) -> None:
     _, base_url = poison_route(server, failures=1)
     documents = documents_with_poison(300, poisoned=7)
-    async with RerankClient(
-        base_url=base_url, model="m", batch_size=50, max_retries=0
-    ) as client:
+    async with RerankClient(base_url=base_url, model="m", batch_size=50, max_retries=0) as client:
         with pytest.raises(ServerError) as caught:
             await client.rerank("q", documents)
         partial = caught.value.partial
@@ -136,7 +134,7 @@ async def test_rerank_many_retries_the_failed_range_before_giving_up(
     server: HostileServer, engine: str
 ) -> None:
     # Two failures with max_retries=1: the first pass fails for good, the resume succeeds.
-    behaviour, base_url = poison_route(server, failures=2)
+    _, base_url = poison_route(server, failures=2)
     requests = [
         RerankRequest(query="q", documents=documents_with_poison(145, poisoned=100), id="lone")
     ]
