@@ -61,7 +61,7 @@ class BodyTooLarge(Exception):  # noqa: N818  # an outcome the transport maps to
         self.received = received
 
 
-class UnsupportedEncoding(Exception):  # noqa: N818
+class UnsupportedEncoding(ValueError):  # noqa: N818
     """A ``Content-Encoding`` this reader cannot inflate with a cap."""
 
     def __init__(self, encoding: str) -> None:

@@ -12,6 +12,8 @@ a ``base_url`` whose requests (``POST .../{behaviour}/v1/{model}``) get:
 - ``endless``: a chunked 200 that never ends (1 KB per 50 ms);
 - ``poison-{k}-{tag}``: scores every document ``crc_score(text)``, except that the
   first ``k`` requests carrying a document that starts with ``POISON`` get a 500;
+- ``brotli``: a 200 with ``Content-Encoding: br`` (which the client never asks for);
+- ``corrupt-gzip-503``: a 503 whose gzip body is not gzip;
 - ``drop``: closes the connection without an answer;
 - ``hang``: answers nothing for 30 s.
 
@@ -175,6 +177,12 @@ class _Handler:
                 writer.write(b"400\r\n" + b" " * 1024 + b"\r\n")
                 await writer.drain()
                 await asyncio.sleep(0.05)
+        elif behaviour in ("brotli", "corrupt-gzip-503"):
+            status, encoding = (200, "br") if behaviour == "brotli" else (503, "gzip")
+            payload = b"\x1b\x03\x00not really compressed"
+            writer.write(
+                _head(status, {**_plain(len(payload)), "Content-Encoding": encoding}) + payload
+            )
         elif behaviour == "drop":
             return
         elif behaviour == "hang":

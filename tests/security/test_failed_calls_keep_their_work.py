@@ -109,6 +109,8 @@ async def test_a_resume_must_match_the_documents(server: HostileServer) -> None:
     async with RerankClient(base_url=base_url, model="m") as client:
         with pytest.raises(ValueError, match="resume has 3 scores for 2 documents"):
             await client.rerank("q", ["a", "b"], resume=PartialScores.from_scores([None] * 3))
+        with pytest.raises(TypeError, match="resume must be a PartialScores, not list"):
+            await client.rerank("q", ["a", "b"], resume=[0.1, 0.2])  # type: ignore[arg-type]
         done = PartialScores.from_scores([0.25, 0.5])
         result = await client.rerank("q", ["a", "b"], resume=done)  # nothing left to send
     assert result.scores == [0.25, 0.5]

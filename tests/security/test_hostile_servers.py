@@ -282,3 +282,23 @@ def test_an_oversized_body_costs_less_than_30_mb(
     assert completed.returncode == 0, completed.stderr
     grown_kib = int(completed.stdout.strip())
     assert grown_kib < 30 * 1024
+
+
+@ENGINES
+async def test_an_encoding_the_client_cannot_cap_is_refused(
+    server: HostileServer, engine: str
+) -> None:
+    async with client_for(server, "brotli", engine, timeout=None) as client:
+        with pytest.raises(ResponseValidationError, match="unsupported Content-Encoding 'br'"):
+            await client.score("q", ["a", "b"])
+    assert server.requests[-1].headers["accept-encoding"] == "gzip, deflate"
+
+
+@ENGINES
+async def test_a_corrupt_error_body_still_gives_the_status_error(
+    server: HostileServer, engine: str
+) -> None:
+    async with client_for(server, "corrupt-gzip-503", engine) as client:
+        with pytest.raises(ServerError, match="HTTP 503") as caught:
+            await client.score("q", ["a", "b"])
+    assert caught.value.body == ""
