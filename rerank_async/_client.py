@@ -44,6 +44,7 @@ from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, RerankRequest, run_many
 from ._models import RequestRecord, RerankResult, Usage
 from ._partial import PartialScores
+from ._resume import checked_resume, score_the_gaps
 from ._retry import RetryEvent, RetryPolicy, call_with_retries, is_retryable
 from ._secrets import check_api_key
 from ._transport import BatchRequest, Endpoint, HttpxTransport, TimeoutTypes, Transport
@@ -395,57 +396,32 @@ class RerankClient:
                 f"split=False sends one request per call, but {len(checked)} documents exceed "
                 f"batch_size={self._options.batch_size}"
             )
-        if resume is not None:
-            if not isinstance(resume, PartialScores):
-                raise TypeError(f"resume must be a PartialScores, not {type(resume).__name__}")
-            if len(resume.scores) != len(checked):
-                raise ValueError(
-                    f"resume has {len(resume.scores)} scores for {len(checked)} documents; "
-                    "pass the same documents as the failed call"
-                )
+        resume = checked_resume(resume, len(checked))
         await check_encodable_in_slices(checked)
         if resume is None:
-            scores, usage = await self._score_documents(query, checked, deadline_seconds)
+            scores, usage = await self._score_documents(
+                query, checked, deadline_seconds=deadline_seconds
+            )
         else:
-            scores, usage = await self._score_missing(query, checked, resume, deadline_seconds)
+            # As few requests as possible: each one more is one more chance to fail again.
+            scores, resumed = await score_the_gaps(
+                checked,
+                resume,
+                partial(
+                    self._score_documents, query, deadline_seconds=deadline_seconds, spread=False
+                ),
+            )
+            usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
         return RerankResult.build(
             model=self._options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
         )
-
-    async def _score_missing(
-        self,
-        query: str,
-        documents: list[str],
-        resume: PartialScores,
-        deadline_seconds: float | None,
-    ) -> tuple[list[float], Usage]:
-        """Score the documents ``resume`` has no score for, and merge them in."""
-        missing = resume.missing()
-        if not missing:
-            return list(resume.scores), Usage(documents=len(documents))  # type: ignore[arg-type]
-        subset = [documents[index] for index in missing]
-        try:
-            scores, usage = await self._score_documents(
-                query, subset, deadline_seconds, spread=False
-            )
-        except RerankError as error:
-            # Back into the caller's indices: the subset's positions are ``missing``.
-            if error.partial is not None:
-                error.partial = resume.filled(missing, error.partial.scores)
-            if error.document_range is not None:
-                first, stop = error.document_range
-                error.document_range = (missing[first], missing[stop - 1] + 1)
-            raise
-        complete = resume.filled(missing, scores).complete()
-        assert complete is not None  # every missing slot was just filled
-        return complete, usage.model_copy(update={"documents": len(documents)})
 
     async def _score_documents(
         self,
         query: str,
         checked: list[str],
-        deadline_seconds: float | None,
         *,
+        deadline_seconds: float | None,
         spread: bool = True,
     ) -> tuple[list[float], Usage]:
         """Scores of ``checked`` in order; a failure carries what was scored as ``partial``."""
