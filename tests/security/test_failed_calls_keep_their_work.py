@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -16,18 +15,12 @@ from rerank_async import (
     ServerError,
 )
 
-from .hostile import HostileServer, crc_score, hostile_server
+from .hostile import HostileServer, crc_score
 
 pytestmark = pytest.mark.integration
 
 ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
 _tags = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    with hostile_server() as running:
-        yield running
 
 
 def poison_route(server: HostileServer, failures: int) -> tuple[str, str]:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
 import anyio
@@ -30,7 +29,7 @@ from rerank_async import (
     ServerError,
 )
 
-from .hostile import HostileServer, hostile_server
+from .hostile import HostileServer
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +37,6 @@ ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
 # Characters that JSON, URL and HTML encoders each spell differently.
 CANARY = "sk-canary/9f+Qz=_x7&Kq<v>"
 MODEL = "acme/reranker"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    with hostile_server() as running:
-        yield running
 
 
 def client_for(
