@@ -31,6 +31,7 @@ from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
+from ._statistics import ClientStatistics
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
 
@@ -44,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "BatchScores",
     "ClientOptions",
+    "ClientStatistics",
     "DeepInfraProvider",
     "NotFoundError",
     "NotGiven",

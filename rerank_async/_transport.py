@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
 import httpx
@@ -38,6 +38,7 @@ from .providers import BatchScores, Provider
 
 __all__ = [
     "BatchRequest",
+    "BatchSender",
     "Endpoint",
     "HttpxTransport",
     "Reply",
@@ -117,6 +118,22 @@ def attempt_deadline(timeout: httpx.Timeout | float | None) -> float | None:
     if isinstance(timeout, httpx.Timeout):
         return timeout.read
     return timeout
+
+
+class BatchSender(Protocol):
+    """What the runner sends through: an engine, or a wrapper around one.
+
+    Wrappers (``ObservedTransport``, and later ones for rate limits or read
+    limits) take a ``BatchSender`` and are one; the runner never knows which.
+    """
+
+    async def send(self, batch: BatchRequest) -> BatchScores:
+        """POST one batch and return its scores in batch order, or raise a ``RerankError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what this sender owns."""
+        ...
 
 
 class Transport(abc.ABC):

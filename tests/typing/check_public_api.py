@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 
 from rerank_async import (
     APIStatusError,
+    ClientStatistics,
     DeepInfraProvider,
     PartialScores,
     RankedDocument,
@@ -14,6 +17,7 @@ from rerank_async import (
     RerankResult,
     ResponseTimeoutError,
     ResponseTooLargeError,
+    RetryPolicy,
     Usage,
 )
 
@@ -73,3 +77,14 @@ async def keeping_the_work(client: RerankClient, documents: list[str]) -> list[f
         assert len(kept) >= len(gaps)
         result = await client.rerank("q", documents, resume=partial)
         return result.scores
+
+
+async def public_test_seams(client: RerankClient) -> int:
+    async def no_wait(seconds: float) -> None:
+        del seconds
+
+    client.set_retry_policy(dataclasses.replace(client.options.retry, sleep=no_wait))
+    client.set_retry_policy(RetryPolicy(max_retries=1))
+    stats: ClientStatistics = client.statistics()
+    in_flight: int = stats.in_flight
+    return in_flight + stats.waiting + stats.outstanding_batches + stats.batch_limit
