@@ -69,9 +69,12 @@ class RerankClient:
             most other providers have none and require it).
         api_key: API key; ``None`` reads the provider's environment variables
             (DeepInfra: ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent
-            only as a request header to the configured endpoint.
+            only as a request header to the configured endpoint, and redacted
+            from every error and log record. Whitespace around it, control or
+            non-ASCII characters raise ``ValueError`` (without the key).
         base_url: Endpoint root; defaults to ``$RERANK_ASYNC_BASE_URL``, then
-            the provider's (``https://api.deepinfra.com/v1/inference``).
+            the provider's (``https://api.deepinfra.com/v1/inference``). No
+            query string, fragment or credentials.
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
         batch_size: Most documents per request; ``None`` for the provider's
             default (DeepInfra: 64).
@@ -87,7 +90,9 @@ class RerankClient:
         max_retries: Retries per batch after its first attempt; 0 disables.
         timeout: Per request: seconds, an ``httpx.Timeout``, or ``None`` for
             none. Defaults to 60 s (10 s to connect), or to ``http_client``'s
-            own timeout when one is given.
+            own timeout when one is given. It bounds the whole attempt, body
+            included (an ``httpx.Timeout`` by its ``read`` value): a body that
+            trickles or never ends raises ``ResponseTimeoutError``.
         total_timeout: Seconds one call may take, retries and backoff
             included; ``None`` (the default) for no deadline.
         retry_initial_delay: Backoff ceiling after a first failure, seconds.
