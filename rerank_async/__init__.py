@@ -32,6 +32,7 @@ from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._statistics import ClientStatistics
+from ._sync import SyncRerankClient
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
 
@@ -64,6 +65,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
+    "SyncRerankClient",
     "Usage",
     "__version__",
 ]

@@ -43,6 +43,7 @@ from ._resume import checked_resume, score_the_gaps
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
+from ._tracing import rerank_span
 from .providers import Provider
 
 __all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]
@@ -251,6 +252,32 @@ class RerankClient:
                 fail every batch (401, 403, 404) cancels them instead.
             RuntimeError: The client is closed.
         """
+        # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
+        # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
+        with rerank_span(
+            provider=self._provider.name,
+            model=self._runner.options.model,
+            url=self._runner.options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            return span.finished(
+                await self._rerank(
+                    query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+                )
+            )
+        # --- end of the OpenTelemetry hook
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+        resume: PartialScores | None,
+    ) -> RerankResult:
+        """``rerank`` without its span."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)

@@ -13,6 +13,7 @@ from rerank_async import (
     RerankClient,
     RerankRequest,
     ServerError,
+    SyncRerankClient,
 )
 
 from .hostile import HostileServer, crc_score
@@ -170,3 +171,14 @@ async def test_a_lone_surrogate_is_named_by_index_before_any_request(
         with pytest.raises(ValueError, match="query has a lone surrogate"):
             await c.rerank("q \udc80", ["fine"])
     assert len(server.requests) == before
+
+
+def test_the_sync_client_keeps_and_resumes_the_work(server: HostileServer) -> None:
+    _, base_url = poison_route(server, failures=1)
+    documents = documents_with_poison(300, poisoned=7)
+    with SyncRerankClient(base_url=base_url, model="m", batch_size=50, max_retries=0) as client:
+        with pytest.raises(ServerError) as caught:
+            client.rerank("q", documents)
+        assert caught.value.partial is not None
+        result = client.rerank("q", documents, resume=caught.value.partial)
+    assert result.scores == [crc_score(document) for document in documents]

@@ -103,11 +103,12 @@ CORE_LAYERS: list[set[str]] = [
     {"_body", "_encodable", "_partial", "_secrets"},
     {"_batching", "_checks", "_constants", "_exceptions", "_limiter", "_statistics", "_version"},
     {"_models", "_resume", "_retry", "providers"},
-    {"_call", "_config", "_hedging", "_transport"},
+    {"_call", "_config", "_hedging", "_tracing", "_transport"},
     {"_aiohttp_transport", "_many", "_observe"},
     {"_engines", "_runner"},
     {"_client"},
-    {""},  # the package's __init__
+    {"_sync"},
+    {"", "integrations"},  # the package's __init__, and the adapters' package
 ]
 
 
