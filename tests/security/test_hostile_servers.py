@@ -295,3 +295,57 @@ async def test_a_corrupt_error_body_still_gives_the_status_error(
         with pytest.raises(ServerError, match="HTTP 503") as caught:
             await client.score("q", ["a", "b"])
     assert caught.value.body == ""
+
+
+_SPAN_PROBE = textwrap.dedent(
+    """
+    import asyncio, sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from rerank_async import RerankClient, RerankError
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+    async def main(url, key, engine):
+        for behaviour in ("echo-401", "echo-500", "echo-200", "big"):
+            async with RerankClient(
+                base_url=f"{url}/{behaviour}/v1", model="m", api_key=key, http_engine=engine,
+                max_retries=0,
+            ) as client:
+                try:
+                    await client.rerank("q", ["a", "b"])
+                except RerankError:
+                    pass
+                else:
+                    raise SystemExit(f"{behaviour}: no error")
+        spans = exporter.get_finished_spans()
+        assert len(spans) == 4, len(spans)
+        for span in spans:
+            print(span.to_json())
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+@ENGINES
+def test_the_canary_key_appears_zero_times_in_trace_spans(
+    server: HostileServer, engine: str
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    completed = subprocess.run(
+        [sys.executable, "-c", _SPAN_PROBE, server.url, CANARY, engine],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    exported = completed.stdout
+    assert '"exception.message"' in exported  # the errors were recorded
+    assert [form for form in spellings(CANARY) if form in exported] == []
