@@ -22,12 +22,15 @@ from ._exceptions import (
     NotFoundError,
     RateLimitError,
     RerankError,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
     RetryBudgetExhaustedError,
     ServerError,
 )
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
+from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._statistics import ClientStatistics
 from ._sync import SyncRerankClient
@@ -48,6 +51,7 @@ __all__ = [
     "DeepInfraProvider",
     "NotFoundError",
     "NotGiven",
+    "PartialScores",
     "Provider",
     "RankedDocument",
     "RateLimitError",
@@ -57,6 +61,8 @@ __all__ = [
     "RerankOutcome",
     "RerankRequest",
     "RerankResult",
+    "ResponseTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "RetryPolicy",

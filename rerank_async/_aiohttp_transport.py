@@ -12,7 +12,7 @@ import asyncio
 
 import httpx
 
-from ._transport import BatchRequest, Endpoint, Reply, Transport
+from ._transport import BatchRequest, Endpoint, Reply, Transport, attempt_deadline
 
 try:
     import aiohttp
@@ -53,7 +53,7 @@ class AiohttpTransport(Transport):
         max_connections: int,
         timeout: httpx.Timeout | float | None,
     ) -> None:
-        super().__init__(endpoint)
+        super().__init__(endpoint, response_timeout=attempt_deadline(timeout))
         self._max_connections = max_connections
         self._timeout = client_timeout(timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -66,13 +66,14 @@ class AiohttpTransport(Transport):
                 "http_engine='aiohttp' runs on asyncio only; use the default httpx engine with trio"
             ) from error
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
-        # The client sets every header itself; aiohttp's cookie jar and auto
-        # decompression are not wanted on an inference API.
+        # The client sets every header itself, and no cookie jar is wanted on an
+        # inference API. Bodies arrive still compressed: the transport inflates
+        # them under its size cap (aiohttp's own decoder has no output limit).
         return aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=True,
+            auto_decompress=False,
         )
 
     async def _post(self, batch: BatchRequest) -> Reply:
@@ -83,8 +84,19 @@ class AiohttpTransport(Transport):
             async with session.post(
                 self._url, data=batch.body, headers=self._headers, allow_redirects=False
             ) as response:
-                content = await response.read()
-                return Reply(response.status, response.headers, content, response.reason or "")
+                try:
+                    content, problem = await self._read_body(
+                        batch,
+                        response.status,
+                        response.headers.get("Content-Encoding"),
+                        response.content.iter_any(),
+                    )
+                except BaseException:
+                    response.close()  # unread bytes: the connection cannot be reused
+                    raise
+                return Reply(
+                    response.status, response.headers, content, response.reason or "", problem
+                )
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise self._connection_error(batch, error, timed_out=True) from error
         except aiohttp.ClientError as error:

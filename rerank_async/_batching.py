@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 __all__ = [
     "ScoreSlots",
@@ -25,6 +26,7 @@ def plan_batches(
     batch_size: int,
     min_batch_size: int,
     free_slots: int,
+    max_spread: int | None = None,
 ) -> list[tuple[int, int]]:
     """Split ``range(n_documents)`` into balanced, contiguous ``(start, stop)`` spans.
 
@@ -39,6 +41,8 @@ def plan_batches(
         batch_size: Most documents per request (>= 1).
         min_batch_size: Fewest documents per request when spreading (>= 1).
         free_slots: Requests that could start now without waiting (>= 1).
+        max_spread: Spreading makes at most this many times the fewest
+            requests (``None``: no such cap).
 
     Returns:
         Spans in document order; empty for zero documents.
@@ -48,6 +52,8 @@ def plan_batches(
     n_batches = -(-n_documents // batch_size)
     if n_batches < free_slots:
         spread = min(free_slots, n_documents // max(min_batch_size, 1))
+        if max_spread is not None:
+            spread = min(spread, max_spread * n_batches)
         n_batches = max(n_batches, spread)
     base, extra = divmod(n_documents, n_batches)
     spans: list[tuple[int, int]] = []
@@ -140,6 +146,10 @@ class ScoreSlots:
         self._scores[start:stop] = scores
         self._filled += len(scores)
 
+    def snapshot(self) -> list[float | None]:
+        """A copy of the slots as they are: a score, or ``None`` where none came."""
+        return list(self._scores)
+
     def complete(self) -> list[float]:
         """Return every score, checking that no slot was left empty."""
         if self._filled != len(self._scores):
@@ -148,8 +158,11 @@ class ScoreSlots:
         return self._scores  # type: ignore[return-value]  # all filled, checked above
 
 
-def fan_out(unique_scores: Sequence[float], positions: Iterable[int]) -> list[float]:
-    """Give every original position the score of its distinct document."""
+T = TypeVar("T")
+
+
+def fan_out(unique_scores: Sequence[T], positions: Iterable[int]) -> list[T]:
+    """Give every original position the score (or gap) of its distinct document."""
     return [unique_scores[slot] for slot in positions]
 
 

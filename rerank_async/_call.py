@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from anyio.abc import TaskGroup
 
 from ._batching import ScoreSlots, dedupe, fan_out
+from ._exceptions import AuthenticationError, NotFoundError, RerankError
+from ._partial import PartialScores
 from .providers import BatchScores
 
 __all__ = ["CallState", "batch_range_bounds"]
+
+# Errors no other batch of the call can escape: a refused key, an unknown model.
+_ENDPOINT_WIDE: Final = (AuthenticationError, NotFoundError)
 
 
 def batch_range_bounds(document_range: tuple[int, int]) -> tuple[int, int]:
@@ -39,14 +45,19 @@ class CallState:
         "requests",
         "retries",
         "slots",
+        "spread",
         "task_group",
         "unique",
     )
 
     task_group: TaskGroup
 
-    def __init__(self, *, query: str, unique: list[str], positions: list[int] | None) -> None:
+    def __init__(
+        self, *, query: str, unique: list[str], positions: list[int] | None, spread: bool = True
+    ) -> None:
         self.query = query
+        # Whether the planner may spread the call over idle slots (not for a resume).
+        self.spread = spread
         self.unique = unique
         self.positions = positions
         self.slots = ScoreSlots(len(unique))
@@ -69,13 +80,15 @@ class CallState:
                     seen += 1
 
     @classmethod
-    def for_documents(cls, query: str, documents: list[str], *, dedupe_them: bool) -> CallState:
+    def for_documents(
+        cls, query: str, documents: list[str], *, dedupe_them: bool, spread: bool = True
+    ) -> CallState:
         """A call's state, sending identical documents once when ``dedupe_them``."""
         if dedupe_them:
             unique, positions = dedupe(documents)
             if len(unique) < len(documents):  # without duplicates, skip the fan-out copy
-                return cls(query=query, unique=unique, positions=positions)
-        return cls(query=query, unique=documents, positions=None)
+                return cls(query=query, unique=unique, positions=positions, spread=spread)
+        return cls(query=query, unique=documents, positions=None, spread=spread)
 
     def caller_scores(self) -> list[float]:
         """Every caller document's score, in the caller's order; all slots must be filled."""
@@ -94,10 +107,19 @@ class CallState:
         if result.input_tokens is not None:
             self.input_tokens = (self.input_tokens or 0) + result.input_tokens
 
+    def partial_scores(self) -> PartialScores:
+        """What the call has scored so far, in the caller's order (``None`` where missing)."""
+        kept = self.slots.snapshot()
+        return PartialScores.from_scores(
+            kept if self.positions is None else fan_out(kept, self.positions)
+        )
+
     def fail(self, error: Exception) -> None:
-        """Keep the first error and cancel the call's other batches."""
+        """Keep the first error. The other batches keep going, so that their scores
+        are kept, unless the error holds for every batch of the endpoint."""
         if self.error is None:
             self.error = error
+        if not isinstance(error, RerankError) or isinstance(error, _ENDPOINT_WIDE):
             self.task_group.cancel_scope.cancel()
 
     def documents_scored(self) -> int:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 __all__ = [
+    "check_base_url",
     "check_int",
     "check_seconds",
     "checked_documents",
@@ -68,3 +70,42 @@ def checked_documents(documents: object) -> list[str]:
         if not isinstance(document, str):
             raise TypeError(f"documents[{index}] must be a str, not {type(document).__name__}")
     return checked
+
+
+# A query string or a fragment in base_url would swallow the path the provider
+# appends (the model ends up in "?tenant=a/model", or after "#" where it is never
+# sent); credentials in it would be printed in every error message, since each
+# names its endpoint.
+def check_base_url(base_url: str, *, name: str = "base_url") -> str:
+    """``base_url`` without a trailing slash, once it is an ``http(s)://`` root for a path.
+
+    Raises:
+        ValueError: Not http(s), no host, credentials in it, a query string or
+            a fragment. The message names the problem; it never repeats
+            credentials.
+    """
+    if not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must start with http:// or https://, got {base_url!r}")
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018  # parses the port, raising on a bad one
+    except ValueError as error:
+        raise ValueError(f"{name} is not a valid URL: {error}") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{name} must not contain credentials (user:password@); they would appear in "
+            "every error message. Pass api_key=, or an http_client with auth="
+        )
+    if not parts.hostname:
+        raise ValueError(f"{name} has no host: {base_url!r}")
+    if parts.query or base_url.endswith("?"):
+        raise ValueError(
+            f"{name} must not have a query string ({parts.query!r}): the endpoint path goes "
+            "after base_url. Pass query parameters with "
+            "http_client=httpx.AsyncClient(params=...)"
+        )
+    if parts.fragment or "#" in base_url:
+        raise ValueError(f"{name} must not have a fragment (#...): it would drop the endpoint path")
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in base_url):
+        raise ValueError(f"{name} must not contain whitespace or control characters")
+    return base_url.rstrip("/")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from types import TracebackType
 from typing import Literal, Self
 
@@ -34,9 +35,12 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
+from ._encodable import check_encodable_in_slices
 from ._engines import open_transport
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
+from ._partial import PartialScores
+from ._resume import checked_resume, score_the_gaps
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
@@ -67,9 +71,12 @@ class RerankClient:
             most other providers have none and require it).
         api_key: API key; ``None`` reads the provider's environment variables
             (DeepInfra: ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent
-            only as a request header to the configured endpoint.
+            only as a request header to the configured endpoint, and redacted
+            from every error and log record. Whitespace around it, control or
+            non-ASCII characters raise ``ValueError`` (without the key).
         base_url: Endpoint root; defaults to ``$RERANK_ASYNC_BASE_URL``, then
-            the provider's (``https://api.deepinfra.com/v1/inference``).
+            the provider's (``https://api.deepinfra.com/v1/inference``). No
+            query string, fragment or credentials.
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
         batch_size: Most documents per request; ``None`` for the provider's
             default (DeepInfra: 64).
@@ -85,7 +92,9 @@ class RerankClient:
         max_retries: Retries per batch after its first attempt; 0 disables.
         timeout: Per request: seconds, an ``httpx.Timeout``, or ``None`` for
             none. Defaults to 60 s (10 s to connect), or to ``http_client``'s
-            own timeout when one is given.
+            own timeout when one is given. It bounds the whole attempt, body
+            included (an ``httpx.Timeout`` by its ``read`` value): a body that
+            trickles or never ends raises ``ResponseTimeoutError``.
         total_timeout: Seconds one call may take, retries and backoff
             included; ``None`` (the default) for no deadline.
         retry_initial_delay: Backoff ceiling after a first failure, seconds.
@@ -240,6 +249,7 @@ class RerankClient:
         *,
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: PartialScores | None = None,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them.
 
@@ -250,6 +260,9 @@ class RerankClient:
                 always has every document).
             total_timeout: Deadline for this call in seconds, retries
                 included; ``None`` for none; the client's when left out.
+            resume: The ``partial`` of a failed call's error on the same
+                ``documents``: only the documents it has no score for are
+                sent, in as few requests as ``batch_size`` allows.
 
         Returns:
             The scores in input order and the ranked documents.
@@ -258,7 +271,9 @@ class RerankClient:
             TypeError, ValueError: Bad input, before any request is sent.
             RerankError: A batch failed for good (its subclass says how), or
                 the deadline passed (``APITimeoutError``). The other batches
-                of the call are cancelled.
+                still finish, and ``error.partial`` holds every score obtained
+                (``None`` elsewhere) and the failed ranges; an error that would
+                fail every batch (401, 403, 404) cancels them instead.
             RuntimeError: The client is closed.
         """
         # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
@@ -271,7 +286,9 @@ class RerankClient:
             top_k=top_k,
         ) as span:
             return span.finished(
-                await self._rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+                await self._rerank(
+                    query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+                )
             )
         # --- end of the OpenTelemetry hook
 
@@ -282,34 +299,61 @@ class RerankClient:
         *,
         top_k: int | None,
         total_timeout: float | NotGiven | None,
+        resume: PartialScores | None,
     ) -> RerankResult:
         """``rerank`` without its span."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
         checked = request.documents
-        if not checked:
-            return RerankResult.build(
-                model=options.model, documents=checked, scores=[], top_k=top_k, usage=Usage()
+        resume = checked_resume(resume, len(checked))
+        await check_encodable_in_slices(checked)
+        if resume is None:
+            scores, usage = await self._score(
+                request.query, checked, deadline_seconds=request.deadline_seconds
             )
-        call = CallState.for_documents(request.query, checked, dedupe_them=options.dedupe)
-        await self._runner.run_call(
-            call, deadline_seconds=request.deadline_seconds, n_documents=len(checked)
-        )
+        else:
+            # As few requests as possible: each one more is one more chance to fail again.
+            scores, resumed = await score_the_gaps(
+                checked,
+                resume,
+                partial(
+                    self._score,
+                    request.query,
+                    deadline_seconds=request.deadline_seconds,
+                    spread=False,
+                ),
+            )
+            usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
         return RerankResult.build(
-            model=options.model,
-            documents=checked,
-            scores=call.caller_scores(),
-            top_k=top_k,
-            usage=Usage(
-                documents=len(checked),
-                unique_documents=len(call.unique),
-                batches=call.batches,
-                requests=call.requests,
-                retries=call.retries,
-                hedges=call.hedges,
-                input_tokens=call.input_tokens,
-            ),
+            model=options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
+        )
+
+    async def _score(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        deadline_seconds: float | None,
+        spread: bool = True,
+    ) -> tuple[list[float], Usage]:
+        """Scores of ``documents`` in order; a failure carries what was scored as ``partial``."""
+        if not documents:
+            return [], Usage()
+        call = CallState.for_documents(
+            query, documents, dedupe_them=self._runner.options.dedupe, spread=spread
+        )
+        await self._runner.run_call(
+            call, deadline_seconds=deadline_seconds, n_documents=len(documents)
+        )
+        return call.caller_scores(), Usage(
+            documents=len(documents),
+            unique_documents=len(call.unique),
+            batches=call.batches,
+            requests=call.requests,
+            retries=call.retries,
+            hedges=call.hedges,
+            input_tokens=call.input_tokens,
         )
 
     async def score(

@@ -17,7 +17,14 @@ from typing import Final, Literal, TypeAlias
 import httpx
 
 from ._admission import LoadSettings
-from ._checks import check_int, check_seconds, checked_documents, checked_query, non_empty
+from ._checks import (
+    check_base_url,
+    check_int,
+    check_seconds,
+    checked_documents,
+    checked_query,
+    non_empty,
+)
 from ._constants import (
     DEFAULT_MIN_BATCH_SIZE,
     DEFAULT_RETRY_BUDGET_PER_SECOND,
@@ -25,7 +32,9 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_MODEL,
 )
+from ._encodable import check_encodable
 from ._retry import RetryPolicy
+from ._secrets import check_api_key
 from ._version import __version__
 from .providers import Provider, resolve_provider
 
@@ -249,6 +258,7 @@ def resolve_call(
     """
     checked = checked_documents(documents)
     checked_text = checked_query(query)
+    check_encodable(checked_text, name="query")
     checked_top_k = None if top_k is None else check_int("top_k", top_k, minimum=1)
     deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
     if not options.split and len(checked) > options.batch_size:
@@ -324,21 +334,16 @@ def _checked_timeout(timeout: object) -> httpx.Timeout | float | None:
 
 
 def _checked_base_url(base_url: object) -> str:
-    url = non_empty("base_url", base_url)
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
-    return url.rstrip("/")
+    return check_base_url(non_empty("base_url", base_url))
 
 
 def _resolve_api_key(api_key: str | None, env_vars: Sequence[str]) -> str | None:
     if api_key is not None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, not {type(api_key).__name__}")
-        if not api_key.strip():
-            raise ValueError("api_key must not be empty; pass None to read it from the environment")
-        return api_key
+        return check_api_key(api_key)
     for name in env_vars:
         value = os.environ.get(name, "").strip()
         if value:
-            return value
+            return check_api_key(value, name=name)
     return None

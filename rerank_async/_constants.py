@@ -12,6 +12,11 @@ from typing import Final
 # Below 8 documents a request's fixed cost (TLS, HTTP, routing, tokenizer
 # start-up) outweighs what spreading a call over more requests saves.
 DEFAULT_MIN_BATCH_SIZE: Final = 8
+# Spreading a call over idle slots creates at most this many times the fewest
+# requests: each request is one more chance for the call to fail, and a lone
+# 145-document call spread into 18 requests of 8 failed 67-70% of the time at 25%
+# faults with 1 retry (12 requests: see docs/security.md).
+MAX_SPREAD_FACTOR: Final = 4
 DEFAULT_MAX_RETRIES: Final = 4
 
 # Seconds. Reading allows for a cold model scaling up; connecting does not.

@@ -3,9 +3,10 @@
 Every failure of a call surfaces as exactly one of these (never an
 ``ExceptionGroup``, a ``tenacity.RetryError`` or a raw ``httpx`` error)::
 
-    RerankError
-    ├── APIConnectionError           no response; __cause__ is the httpx error
+    RerankError                      .partial: the scores a failed call kept
+    ├── APIConnectionError           no response; __cause__ is the engine's error
     │   └── APITimeoutError          a request or the call's deadline timed out
+    │       └── ResponseTimeoutError the whole response took longer than timeout
     ├── APIStatusError               .status_code, .message, .request_id, .body
     │   ├── BadRequestError          400, 413, 422
     │   ├── AuthenticationError      401, 403
@@ -13,13 +14,17 @@ Every failure of a call surfaces as exactly one of these (never an
     │   ├── RateLimitError           429
     │   └── ServerError              5xx
     ├── ResponseValidationError      2xx, but a body that does not fit
+    │   └── ResponseTooLargeError    a body over the size limit (never retried)
     └── RetryBudgetExhaustedError    retryable, but the client's retry budget is spent
 
 Invalid arguments raise ``TypeError`` or ``ValueError`` before any request.
-Every message names the endpoint, the model and the documents involved.
+Every message names the endpoint, the model and the documents involved, and
+none contains the API key (see docs/security.md).
 """
 
 from __future__ import annotations
+
+from ._partial import PartialScores
 
 __all__ = [
     "APIConnectionError",
@@ -30,6 +35,8 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "RerankError",
+    "ResponseTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "ServerError",
@@ -44,7 +51,12 @@ class RerankError(Exception):
         model: The model name.
         document_range: ``(start, stop)`` indices of the call's documents that
             the failed request carried, when a single batch failed.
+        partial: For an error a ``rerank`` call raises, the scores it had
+            obtained (``None`` where missing) and the ranges that failed;
+            ``None`` otherwise.
     """
+
+    partial: PartialScores | None
 
     def __init__(
         self,
@@ -59,6 +71,7 @@ class RerankError(Exception):
         self.url = url
         self.model = model
         self.document_range = document_range
+        self.partial = None
 
 
 class APIConnectionError(RerankError):
@@ -84,6 +97,30 @@ class APITimeoutError(APIConnectionError):
     ) -> None:
         super().__init__(message, url=url, model=model, document_range=document_range)
         self.documents_scored = documents_scored
+
+
+class ResponseTimeoutError(APITimeoutError):
+    """The response did not arrive complete within the request's ``timeout``.
+
+    Raised for a body that trickles in or never ends: ``timeout`` bounds the
+    whole attempt, from sending to the last byte, not only each wait for data.
+    Retried like any timeout.
+
+    Attributes:
+        timeout: The seconds the attempt was allowed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, model=model, document_range=document_range)
+        self.timeout = timeout
 
 
 class APIStatusError(RerankError):
@@ -148,6 +185,34 @@ class ResponseValidationError(RerankError):
     Examples: not JSON, no ``scores``, the wrong number of scores, a
     non-numeric or non-finite score, a repeated or missing result index.
     """
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """A response body (after decompression) larger than the batch can need.
+
+    Reading stops at the limit, so a huge body or a compression bomb costs at
+    most the limit in memory. The limit scales with the batch (see
+    ``docs/security.md``). The same request would get the same answer, so it
+    is never retried.
+
+    Attributes:
+        limit: The most bytes accepted for this batch.
+        status_code: The status of the oversized answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        status_code: int,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, model=model, document_range=document_range)
+        self.limit = limit
+        self.status_code = status_code
 
 
 class RetryBudgetExhaustedError(RerankError):

@@ -25,7 +25,9 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import NotGiven
+from ._exceptions import RerankError
 from ._models import RerankResult
+from ._retry import is_retryable
 
 __all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "rerank_each", "run_many"]
 
@@ -89,12 +91,29 @@ def rerank_each(
     fail_fast: bool,
     total_timeout: float | NotGiven | None,
 ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
-    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline."""
+    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline.
+
+    A request that fails with work kept (``error.partial``) is resumed once, sending
+    only its missing documents, before its outcome records the failure.
+    """
 
     async def rerank_one(request: RerankRequest) -> RerankResult:
-        return await rerank(
-            request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
-        )
+        try:
+            return await rerank(
+                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+            )
+        except RerankError as error:
+            # Before giving up, send once more only what has no score yet; an error
+            # that retrying cannot fix (401, 404, 400, too large) is final.
+            if error.partial is None or not is_retryable(error):
+                raise
+            return await rerank(
+                request.query,
+                request.documents,
+                top_k=request.top_k,
+                total_timeout=total_timeout,
+                resume=error.partial,
+            )
 
     return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
 

@@ -29,6 +29,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     RerankError,
+    ResponseTooLargeError,
     ResponseValidationError,
     RetryBudgetExhaustedError,
 )
@@ -58,8 +59,11 @@ def is_retryable(error: BaseException) -> bool:
 
     Connection failures and timeouts, the transient statuses in
     ``RETRYABLE_STATUS_CODES``, and malformed 2xx bodies (a truncating proxy
-    or an overloaded server) are; every other status is final.
+    or an overloaded server) are; every other status is final, and so is a
+    body over the size limit (the same request would get the same answer).
     """
+    if isinstance(error, ResponseTooLargeError):
+        return False
     if isinstance(error, APIStatusError):
         return error.status_code in RETRYABLE_STATUS_CODES
     return isinstance(error, APIConnectionError | ResponseValidationError)

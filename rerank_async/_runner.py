@@ -27,8 +27,8 @@ from ._admission import Admission
 from ._batching import plan_batches, split_by_budget
 from ._call import CallState, batch_range_bounds
 from ._config import ClientOptions
-from ._constants import LOGGER_NAME
-from ._exceptions import APIStatusError, APITimeoutError
+from ._constants import LOGGER_NAME, MAX_SPREAD_FACTOR
+from ._exceptions import APIStatusError, APITimeoutError, RerankError
 from ._hedging import race_hedged
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._statistics import ClientStatistics
@@ -117,26 +117,31 @@ class BatchRunner:
 
         Raises:
             RerankError: The first batch to fail for good; ``APITimeoutError``
-                when the deadline passed.
+                when the deadline passed. Either carries ``partial``: the
+                scores the call's other batches obtained.
         """
         with anyio.move_on_after(deadline_seconds) as deadline_scope:
             call.deadline = deadline_scope.deadline
             await self._run_batches(call)
-        if call.error is not None:
-            raise call.error
-        if deadline_scope.cancelled_caught:
+        failure: Exception | None = call.error
+        if failure is None and deadline_scope.cancelled_caught:
             scored = call.documents_scored()
             options = self._options
-            raise APITimeoutError(
+            failure = APITimeoutError(
                 f"total_timeout of {deadline_seconds} s passed with {scored} of "
                 f"{n_documents} documents scored [POST {options.url}, model {options.model}]",
                 url=options.url,
                 model=options.model,
                 documents_scored=scored,
             )
+        if failure is not None:
+            if isinstance(failure, RerankError):
+                failure.partial = call.partial_scores()
+            raise failure
 
     async def _run_batches(self, call: CallState) -> None:
-        """Run every batch of ``call``; the first failure cancels the rest.
+        """Run every batch of ``call``; a failure is recorded, and ``CallState.fail`` decides
+        whether it cancels the rest.
 
         Each task catches its own error, so the task group never raises an
         ``ExceptionGroup``; ``run_call`` raises ``call.error`` afterwards.
@@ -158,11 +163,15 @@ class BatchRunner:
         if not options.split:
             return [(0, n_documents)]
         limit = self._batch_limit
+        # Spread only over slots the adaptive limit grants now (issue 11), at most
+        # MAX_SPREAD_FACTOR times the fewest requests (issue 12).
+        free_slots = max(1, self._admission.concurrency_limit - self._outstanding_batches)
         spans = plan_batches(
             n_documents,
             batch_size=limit,
             min_batch_size=min(options.min_batch_size, limit),
-            free_slots=max(1, self._admission.concurrency_limit - self._outstanding_batches),
+            free_slots=free_slots if call.spread else 1,
+            max_spread=MAX_SPREAD_FACTOR,
         )
         budget = self._provider.max_tokens_per_request(options.model)
         if budget is None:

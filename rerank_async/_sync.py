@@ -34,6 +34,7 @@ from ._constants import (
 )
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
+from ._partial import PartialScores
 from .providers import Provider
 
 __all__ = ["SyncRerankClient"]
@@ -160,19 +161,23 @@ class SyncRerankClient:
         *,
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: PartialScores | None = None,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them; see ``RerankClient.rerank``.
 
         Raises:
             TypeError, ValueError: Bad input, before any request is sent.
-            RerankError: A batch failed for good, or the deadline passed.
+            RerankError: A batch failed for good, or the deadline passed;
+                ``error.partial`` holds what was scored (pass it as ``resume``).
             RuntimeError: The client is closed.
         """
         portal = self._open_portal()
         client = self._client
 
         async def call() -> RerankResult:
-            return await client.rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+            return await client.rerank(
+                query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+            )
 
         return portal.call(call)
 

@@ -11,13 +11,15 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import anyio
 import httpx
 from httpx._client import UseClientDefault
 
+from ._body import ACCEPT_ENCODING, BodyReader, BodyTooLarge, response_size_limit
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -26,11 +28,14 @@ from ._exceptions import (
     BadRequestError,
     NotFoundError,
     RateLimitError,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
     ServerError,
 )
 from ._rate_limit_headers import seconds_until_reset
 from ._retry import parse_retry_after
+from ._secrets import Redactor
 from .providers import BatchScores, Provider
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "Reply",
     "TimeoutTypes",
     "Transport",
+    "attempt_deadline",
 ]
 
 # What httpx accepts as a per-request timeout; UseClientDefault defers to the client.
@@ -57,7 +63,6 @@ _STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
     422: BadRequestError,
     429: RateLimitError,
 }
-_REDACTED: Final = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +82,44 @@ class BatchRequest:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The parts of an HTTP answer the client needs, whatever the engine."""
+    """The parts of an HTTP answer the client needs, whatever the engine.
+
+    Attributes:
+        body_problem: Why the body could not be decoded (an unknown or corrupt
+            ``Content-Encoding``), in which case ``content`` is empty.
+    """
 
     status: int
     headers: Mapping[str, str]  # case-insensitive lookups
     content: bytes
     reason: str
+    body_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where and how batches go: the same for every engine."""
+    """Where and how batches go: the same for every engine.
+
+    The headers and the key stay out of ``repr``: they carry the secret.
+    """
 
     provider: Provider
     url: str
     model: str
-    headers: dict[str, str]
-    api_key: str | None
+    headers: dict[str, str] = field(repr=False)
+    api_key: str | None = field(repr=False)
+
+
+def attempt_deadline(timeout: httpx.Timeout | float | None) -> float | None:
+    """Seconds one whole attempt may take, from sending to the last byte of the body.
+
+    httpx and aiohttp bound each wait for data, so a body trickling one byte
+    per second never times out. A number bounds the whole attempt; an
+    ``httpx.Timeout`` does so with its ``read`` value (``None``: no bound).
+    """
+    if isinstance(timeout, httpx.Timeout):
+        return timeout.read
+    return timeout
 
 
 class BatchSender(Protocol):
@@ -116,19 +142,31 @@ class Transport(abc.ABC):
     """Sends batches to one endpoint and turns the answer into scores or a typed error.
 
     Engines (httpx, aiohttp) implement ``_post`` and ``aclose``; everything a
-    caller sees — errors, messages, logging, decoding — is shared here.
+    caller sees — errors, messages, logging, decoding — is shared here, and so
+    are the limits: the body is read through ``BodyReader`` (size capped after
+    decompression) and the whole attempt runs under one deadline.
+
+    Args:
+        endpoint: Where batches go.
+        response_timeout: Seconds one attempt may take in all; ``None`` for no bound.
     """
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, response_timeout: float | None) -> None:
         self._provider = endpoint.provider
         self._url = endpoint.url
         self._model = endpoint.model
-        self._headers = endpoint.headers
+        # The engines inflate bodies themselves, with a cap: ask only for what they can.
+        self._headers = {**endpoint.headers, "Accept-Encoding": ACCEPT_ENCODING}
         self._api_key = endpoint.api_key
+        self._redactor = Redactor(endpoint.api_key)
+        self._response_timeout = response_timeout
 
     @abc.abstractmethod
     async def _post(self, batch: BatchRequest) -> Reply:
-        """Send the body; raise via ``_connection_error`` when no answer arrives."""
+        """Send the body and read the answer's raw bytes through ``_read_body``.
+
+        Raise via ``_connection_error`` when no answer arrives.
+        """
 
     @abc.abstractmethod
     async def aclose(self) -> None:
@@ -144,7 +182,24 @@ class Transport(abc.ABC):
             ResponseValidationError: A 2xx body that does not fit.
         """
         started = time.perf_counter()
-        reply = await self._post(batch)
+        if self._response_timeout is None:
+            reply = await self._post(batch)
+        else:
+            try:
+                with anyio.fail_after(self._response_timeout):
+                    reply = await self._post(batch)
+            except TimeoutError as error:
+                raise ResponseTimeoutError(
+                    self._describe(
+                        batch,
+                        f"timed out: the response was not complete within "
+                        f"timeout={self._response_timeout:g} s",
+                    ),
+                    timeout=self._response_timeout,
+                    url=self._url,
+                    model=self._model,
+                    document_range=batch.document_range,
+                ) from error
         if logger.isEnabledFor(logging.DEBUG):
             start, stop = batch.document_range
             logger.debug(
@@ -153,6 +208,13 @@ class Transport(abc.ABC):
             )  # fmt: skip
         if not 200 <= reply.status < 300:
             raise self._status_error(batch, reply)
+        if reply.body_problem is not None:
+            raise ResponseValidationError(
+                self._describe(batch, f"invalid response body: {reply.body_problem}"),
+                url=self._url,
+                model=self._model,
+                document_range=batch.document_range,
+            )
         try:
             scores = self._provider.decode_response(reply.content, batch.n_documents)
         except ValueError as error:
@@ -166,6 +228,46 @@ class Transport(abc.ABC):
         if limit_reset_s is None:
             return scores
         return dataclasses.replace(scores, limit_reset_s=limit_reset_s)
+
+    async def _read_body(
+        self,
+        batch: BatchRequest,
+        status: int,
+        content_encoding: str | None,
+        chunks: AsyncIterator[bytes],
+    ) -> tuple[bytes, str | None]:
+        """The decoded body from raw ``chunks``, or ``b""`` and why it could not be decoded.
+
+        Raises:
+            ResponseTooLargeError: The decoded body passed the batch's limit;
+                reading stopped there. The engine's own errors pass through.
+        """
+        limit = response_size_limit(n_documents=batch.n_documents, request_bytes=len(batch.body))
+        try:
+            reader = BodyReader(limit, content_encoding)
+            async for chunk in chunks:
+                reader.feed(chunk)
+            return reader.finish(), None
+        except BodyTooLarge as error:
+            raise self._too_large(batch, status, error) from error
+        except ValueError as error:  # an unknown or corrupt Content-Encoding
+            return b"", str(error)
+
+    def _too_large(
+        self, batch: BatchRequest, status: int, error: BodyTooLarge
+    ) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            self._describe(
+                batch,
+                f"HTTP {status} response body exceeds the limit of {error.limit} bytes for "
+                f"{batch.n_documents} documents (reading stopped at {error.received} bytes)",
+            ),
+            limit=error.limit,
+            status_code=status,
+            url=self._url,
+            model=self._model,
+            document_range=batch.document_range,
+        )
 
     def _connection_error(
         self, batch: BatchRequest, error: BaseException, *, timed_out: bool
@@ -188,7 +290,10 @@ class Transport(abc.ABC):
 
     def _status_error(self, batch: BatchRequest, reply: Reply) -> APIStatusError:
         status = reply.status
-        message = self._redact(self._provider.error_message(reply.content) or reply.reason)
+        # Redact the raw bytes first: the message is cut to 500 characters, and a
+        # cut through the key would leave a prefix the text-level pass cannot see.
+        content = self._redactor.content(reply.content)
+        message = self._redact(self._provider.error_message(content) or reply.reason)
         error_class = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
         detail = f"HTTP {status}: {message}"
         if error_class is AuthenticationError and self._api_key is None:
@@ -201,8 +306,8 @@ class Transport(abc.ABC):
             url=self._url,
             model=self._model,
             document_range=batch.document_range,
-            request_id=reply.headers.get("x-request-id"),
-            body=_decoded_body(reply.content),
+            request_id=self._redact_optional(reply.headers.get("x-request-id")),
+            body=self._redactor.value(_decoded_body(content)),
             retry_after=parse_retry_after(reply.headers),
             limit_reset_s=seconds_until_reset(reply.headers, now=time.time()),
         )
@@ -213,7 +318,14 @@ class Transport(abc.ABC):
 
     def _redact(self, text: str) -> str:
         # A server that echoes the request's headers must not leak the key into our errors.
-        return text.replace(self._api_key, _REDACTED) if self._api_key else text
+        return self._redactor.text(text)
+
+    def _redact_optional(self, text: str | None) -> str | None:
+        return None if text is None else self._redactor.text(text)
+
+
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content
 
 
 def _decoded_body(content: bytes) -> object:
@@ -234,7 +346,8 @@ class HttpxTransport(Transport):
         owns_client: bool,
         timeout: TimeoutTypes,
     ) -> None:
-        super().__init__(endpoint)
+        effective = http_client.timeout if isinstance(timeout, UseClientDefault) else timeout
+        super().__init__(endpoint, response_timeout=attempt_deadline(effective))
         self.http_client = http_client
         self._owns_client = owns_client
         self._timeout = timeout
@@ -242,16 +355,37 @@ class HttpxTransport(Transport):
         self._parsed_url = httpx.URL(endpoint.url)
 
     async def _post(self, batch: BatchRequest) -> Reply:
+        client = self.http_client
+        request = client.build_request(
+            "POST",
+            self._parsed_url,
+            content=batch.body,
+            headers=self._headers,
+            timeout=self._timeout,
+        )
         try:
-            response = await self.http_client.post(
-                self._parsed_url, content=batch.body, headers=self._headers, timeout=self._timeout
-            )
+            # Streamed, so that the body is read raw and inflated under the size cap.
+            response = await client.send(request, stream=True)
+            try:
+                if response.is_stream_consumed:
+                    # A mock transport's answer: already in memory, and already decoded.
+                    encoding, chunks = None, _one_chunk(response.content)
+                else:
+                    encoding, chunks = (
+                        response.headers.get("content-encoding"),
+                        response.aiter_raw(),
+                    )
+                content, problem = await self._read_body(
+                    batch, response.status_code, encoding, chunks
+                )
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as error:
             raise self._connection_error(batch, error, timed_out=True) from error
         except httpx.RequestError as error:
             raise self._connection_error(batch, error, timed_out=False) from error
         return Reply(
-            response.status_code, response.headers, response.content, response.reason_phrase
+            response.status_code, response.headers, content, response.reason_phrase, problem
         )
 
     async def aclose(self) -> None:

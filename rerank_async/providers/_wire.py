@@ -1,4 +1,4 @@
-"""Generic wire helpers every provider may use: strict score types, JSON, URL joining, logistic.
+"""Generic wire helpers every provider may use: strict score types, JSON, URLs, logistic.
 
 A leaf of ``providers/``: it imports nothing from the package.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, TypeVar
+from typing import Annotated, Final, TypeVar
+from urllib.parse import quote
 
 from pydantic import AllowInfNan, BaseModel, Strict, ValidationError
 
@@ -18,6 +19,7 @@ __all__ = [
     "dumps",
     "join_url",
     "logistic",
+    "model_path",
     "parse_json",
 ]
 
@@ -38,6 +40,34 @@ def dumps(body: object) -> bytes:
 def join_url(base_url: str, path: str) -> str:
     """``base_url`` (the service's root, trailing slash or not) followed by ``path``."""
     return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+# RFC 3986 unreserved characters are never encoded by quote(); nothing else is
+# kept as it is, so no character of a model can end a segment or the path.
+_SAFE_IN_SEGMENT: Final = ""
+
+
+def model_path(model: str, *, keep_slashes: bool) -> str:
+    """``model`` as URL path segment(s), percent-encoded; never a way out of the base path.
+
+    Args:
+        model: The model name, e.g. ``cross-encoder/ms-marco-MiniLM-L-12-v2``.
+        keep_slashes: Keep ``/`` as a segment separator (providers whose model
+            ids contain it, such as DeepInfra's ``org/name``); otherwise it is
+            encoded as ``%2F`` into one segment.
+
+    Raises:
+        ValueError: A segment is empty, ``.`` or ``..`` (which would move the
+            request up the path), naming the model.
+    """
+    segments = model.split("/") if keep_slashes else [model]
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            what = "an empty path segment" if not segment else f"a {segment!r} path segment"
+            raise ValueError(
+                f"model {model!r} has {what}; it would change the request's path, not name a model"
+            )
+    return "/".join(quote(segment, safe=_SAFE_IN_SEGMENT) for segment in segments)
 
 
 def logistic(x: float) -> float:

@@ -23,7 +23,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ._base import BatchScores, Provider
-from ._wire import FiniteScore, dumps, parse_json
+from ._wire import FiniteScore, dumps, join_url, model_path, parse_json
 
 __all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
 
@@ -105,7 +105,8 @@ class DeepInfraProvider(Provider):
         return "queries" if any(marker in lowered for marker in _QUERIES_FORM_MARKERS) else "query"
 
     def url(self, base_url: str, model: str) -> str:
-        return f"{base_url.rstrip('/')}/{model}"
+        # Model ids are "org/name": each segment is percent-encoded, "/" kept.
+        return join_url(base_url, model_path(model, keep_slashes=True))
 
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
         body: dict[str, object]

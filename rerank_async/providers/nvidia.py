@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
 from ._indexed import IndexedProvider, ResponseShape, TokenUsage
-from ._wire import FiniteScore, StrictIndex, dumps, join_url
+from ._wire import FiniteScore, StrictIndex, dumps, join_url, model_path
 
 __all__ = ["NvidiaEndpoint", "NvidiaProvider", "NvidiaTruncate"]
 
@@ -107,7 +107,8 @@ class NvidiaProvider(IndexedProvider):
             self.endpoint == "auto" and urlsplit(base_url).hostname == _HOSTED_HOST
         )
         if hosted:
-            return join_url(base_url, f"/v1/retrieval/{model.replace('.', '_')}/reranking")
+            segments = model_path(model.replace(".", "_"), keep_slashes=True)
+            return join_url(base_url, f"/v1/retrieval/{segments}/reranking")
         return join_url(base_url, "/v1/ranking")
 
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:

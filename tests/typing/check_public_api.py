@@ -10,10 +10,13 @@ from rerank_async import (
     APIStatusError,
     ClientStatistics,
     DeepInfraProvider,
+    PartialScores,
     RankedDocument,
     RerankClient,
     RerankError,
     RerankResult,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
     RetryBudgetExhaustedError,
     RetryPolicy,
     Usage,
@@ -55,6 +58,26 @@ async def error_handling(client: RerankClient) -> int | None:
         span: tuple[int, int] | None = error.document_range
         return span[0] if span else None
     return None
+
+
+async def keeping_the_work(client: RerankClient, documents: list[str]) -> list[float]:
+    try:
+        return (await client.rerank("q", documents)).scores
+    except ResponseTooLargeError as error:
+        limit: int = error.limit
+        raise RuntimeError(limit) from error
+    except ResponseTimeoutError as error:
+        allowed: float = error.timeout
+        raise RuntimeError(allowed) from error
+    except RerankError as error:
+        partial: PartialScores | None = error.partial
+        if partial is None:
+            raise
+        kept: tuple[float | None, ...] = partial.scores
+        gaps: tuple[tuple[int, int], ...] = partial.failed_ranges
+        assert len(kept) >= len(gaps)
+        result = await client.rerank("q", documents, resume=partial)
+        return result.scores
 
 
 async def public_test_seams(client: RerankClient) -> int:

@@ -176,3 +176,39 @@ def test_split_by_budget_properties(costs: list[int], budget: int, batch_size: i
     for start, stop in pieces:
         assert stop - start <= batch_size
         assert stop - start == 1 or sum(costs[start:stop]) <= budget
+
+
+@pytest.mark.parametrize(
+    ("n", "free_slots", "max_spread", "expected"),
+    [
+        (145, 32, None, [9] * 1 + [8] * 17),  # the probe's lone request: 18 requests
+        (145, 32, 4, [13] + [12] * 11),  # capped at 4 x the 3 requests it needs
+        (100, 32, 4, [13] * 4 + [12] * 4),
+        (1000, 8, 4, [63] * 8 + [62] * 8),  # a full round anyway: the cap never adds requests
+        (145, 1, 4, [49, 48, 48]),  # no free slot: the fewest requests
+    ],
+)
+def test_spreading_is_capped_at_a_multiple_of_the_fewest_requests(
+    n: int, free_slots: int, max_spread: int | None, expected: list[int]
+) -> None:
+    spans = plan_batches(
+        n, batch_size=64, min_batch_size=8, free_slots=free_slots, max_spread=max_spread
+    )
+    assert sizes(spans) == expected
+
+
+@given(
+    n=st.integers(1, 5000),
+    batch_size=st.integers(1, 300),
+    free_slots=st.integers(1, 64),
+    max_spread=st.integers(1, 8),
+)
+def test_capped_spreading_never_exceeds_the_cap(
+    n: int, batch_size: int, free_slots: int, max_spread: int
+) -> None:
+    spans = plan_batches(
+        n, batch_size=batch_size, min_batch_size=1, free_slots=free_slots, max_spread=max_spread
+    )
+    fewest = -(-n // batch_size)
+    assert fewest <= len(spans) <= max(fewest, max_spread * fewest)
+    assert [i for start, stop in spans for i in range(start, stop)] == list(range(n))
