@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from anyio.lowlevel import RunVar
 
 from .._client import RerankClient
 from .._sync import SyncRerankClient
 
-__all__ = ["AdapterClients", "client_options"]
+__all__ = ["AdapterClients", "AdapterSettings", "adapter_options", "client_options"]
 
 # One marker object per running event loop: an httpx pool must stay on the loop that
 # opened its connections, so an adapter's own client is remade when the loop changes
@@ -30,6 +30,46 @@ def _current_loop_mark() -> object:
 def client_options(**options: Any) -> dict[str, Any]:
     """The ``RerankClient`` options an adapter was given, without the ones left unset."""
     return {name: value for name, value in options.items() if value is not None}
+
+
+class AdapterSettings(Protocol):
+    """The client settings every adapter exposes as its own fields, under the same names."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def batch_size(self) -> int | None: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
+    @property
+    def max_retries(self) -> int | None: ...
+    @property
+    def total_timeout(self) -> float | None: ...
+    @property
+    def client_options(self) -> Mapping[str, Any] | None: ...
+
+
+def adapter_options(settings: AdapterSettings, *, api_key: str | None) -> dict[str, Any]:
+    """The ``RerankClient`` options an adapter's fields stand for; ``client_options`` win.
+
+    ``api_key`` comes resolved, since each framework keeps secrets its own way.
+    """
+    options = client_options(
+        model=settings.model,
+        api_key=api_key,
+        base_url=settings.base_url,
+        provider=settings.provider,
+        batch_size=settings.batch_size,
+        max_concurrency=settings.max_concurrency,
+        max_retries=settings.max_retries,
+        total_timeout=settings.total_timeout,
+    )
+    options.update(settings.client_options or {})
+    return options
 
 
 class AdapterClients:

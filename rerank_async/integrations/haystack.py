@@ -30,7 +30,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
 
 from .._client import RerankClient
 from .._models import RerankResult
-from ._clients import AdapterClients, client_options
+from ._clients import AdapterClients, adapter_options
 
 __all__ = ["RerankAsyncRanker"]
 
@@ -205,18 +205,9 @@ class RerankAsyncRanker:
 
 def client_options_of(ranker: RerankAsyncRanker) -> dict[str, Any]:
     """The ``RerankClient`` options a ranker's settings stand for."""
-    options = client_options(
-        model=ranker.model,
-        api_key=None if ranker.api_key is None else ranker.api_key.resolve_value(),
-        base_url=ranker.base_url,
-        provider=ranker.provider,
-        batch_size=ranker.batch_size,
-        max_concurrency=ranker.max_concurrency,
-        max_retries=ranker.max_retries,
-        total_timeout=ranker.total_timeout,
+    return adapter_options(
+        ranker, api_key=None if ranker.api_key is None else ranker.api_key.resolve_value()
     )
-    options.update(ranker.client_options)
-    return options
 
 
 def _check_top_k(top_k: object) -> None:

@@ -36,7 +36,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
 
 from .._client import RerankClient
 from .._models import RerankResult
-from ._clients import AdapterClients, client_options
+from ._clients import AdapterClients, adapter_options
 
 __all__ = ["RerankAsyncPostprocessor"]
 
@@ -80,17 +80,9 @@ class RerankAsyncPostprocessor(BaseNodePostprocessor):
     def model_post_init(self, context: Any, /) -> None:
         if isinstance(self.top_n, bool) or self.top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {self.top_n}")
-        options = client_options(
-            model=self.model,
-            api_key=None if self.api_key is None else self.api_key.get_secret_value(),
-            base_url=self.base_url,
-            provider=self.provider,
-            batch_size=self.batch_size,
-            max_concurrency=self.max_concurrency,
-            max_retries=self.max_retries,
-            total_timeout=self.total_timeout,
+        options = adapter_options(
+            self, api_key=None if self.api_key is None else self.api_key.get_secret_value()
         )
-        options.update(self.client_options or {})
         self._clients = AdapterClients(
             owner=type(self).__name__, client=self.client, options=options
         )
