@@ -47,10 +47,10 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from suite import CLIENT_CPU, CPUS, MODEL, RESULTS, documents, local_server  # noqa: E402
+from suite import CLIENT_CPU, CPUS, MODEL, RESULTS, documents, local_server
 
-from rerank_async import RerankClient, RerankRequest  # noqa: E402
-from rerank_async.server._scoring import score as reference_score  # noqa: E402
+from rerank_async import RerankClient, RerankRequest
+from rerank_async.server._scoring import score as reference_score
 
 QWEN = "Qwen/Qwen3-Reranker-0.6B"  # any name with "qwen3-reranker" selects the queries form
 B, C = 32, 8

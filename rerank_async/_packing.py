@@ -12,7 +12,7 @@ Nothing here does I/O or imports from the rest of the package.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["PackedBatch", "Packer", "Piece", "split_packed", "unpack"]
@@ -23,12 +23,12 @@ class Piece:
     """Documents ``start..stop-1`` of one call, sent together inside a packed request.
 
     Attributes:
-        owner: The call the documents belong to.
+        owner: The call the documents belong to (the packer's caller numbers them).
         start: First document, an index into the call's (deduplicated) documents.
         stop: One past the last document.
     """
 
-    owner: Hashable
+    owner: int
     start: int
     stop: int
 
@@ -83,7 +83,7 @@ class Packer:
         """Pairs waiting in the open, not yet full, request."""
         return self._open_size
 
-    def add(self, owner: Hashable, stop: int, *, start: int = 0) -> list[PackedBatch]:
+    def add(self, owner: int, stop: int, *, start: int = 0) -> list[PackedBatch]:
         """Queue documents ``start..stop-1`` of ``owner``; return the requests now full.
 
         Raises:

@@ -49,14 +49,15 @@ def test_two_hundred_queries_of_a_hundred_fill_625_requests() -> None:
 
 def test_add_returns_only_full_requests_and_keeps_the_rest_open() -> None:
     packer = Packer(32)
-    assert packer.add("a", 100) == [
-        PackedBatch((Piece("a", 0, 32),)),
-        PackedBatch((Piece("a", 32, 64),)),
-        PackedBatch((Piece("a", 64, 96),)),
+    assert packer.batch_size == 32
+    assert packer.add(0, 100) == [
+        PackedBatch((Piece(0, 0, 32),)),
+        PackedBatch((Piece(0, 32, 64),)),
+        PackedBatch((Piece(0, 64, 96),)),
     ]
     assert packer.open_size == 4
-    [full] = packer.add("b", 28)
-    assert full.pieces == (Piece("a", 96, 100), Piece("b", 0, 28))
+    [full] = packer.add(1, 28)
+    assert full.pieces == (Piece(0, 96, 100), Piece(1, 0, 28))
     assert packer.open_size == 0
     assert packer.flush() is None
 
@@ -64,7 +65,7 @@ def test_add_returns_only_full_requests_and_keeps_the_rest_open() -> None:
 @pytest.mark.parametrize(("start", "stop"), [(-1, 3), (5, 4)])
 def test_add_rejects_a_bad_range(start: int, stop: int) -> None:
     with pytest.raises(ValueError, match="not a range"):
-        Packer(4).add("a", stop, start=start)
+        Packer(4).add(0, stop, start=start)
 
 
 def test_batch_size_must_be_positive() -> None:
@@ -73,19 +74,19 @@ def test_batch_size_must_be_positive() -> None:
 
 
 def test_unpack_rejects_a_wrong_count() -> None:
-    batch = PackedBatch((Piece("a", 0, 2), Piece("b", 0, 1)))
+    batch = PackedBatch((Piece(0, 0, 2), Piece(1, 0, 1)))
     with pytest.raises(ValueError, match="expected 3 scores for a packed request, got 2"):
         unpack(batch, [0.1, 0.2])
 
 
 def test_split_packed_cuts_inside_pieces() -> None:
-    batch = PackedBatch((Piece("a", 96, 100), Piece("b", 0, 28)))
+    batch = PackedBatch((Piece(0, 96, 100), Piece(1, 0, 28)))
     parts = split_packed(batch, 10)
     assert layout(parts) == [
-        [("a", 96, 100), ("b", 0, 6)],
-        [("b", 6, 16)],
-        [("b", 16, 26)],
-        [("b", 26, 28)],
+        [(0, 96, 100), (1, 0, 6)],
+        [(1, 6, 16)],
+        [(1, 16, 26)],
+        [(1, 26, 28)],
     ]
 
 
@@ -120,12 +121,12 @@ def test_unpacked_scores_land_on_their_pairs(
     for position in order:
         batch = batches[position]
         scores = [
-            float(1000 * int(str(piece.owner)) + index)
+            float(1000 * piece.owner + index)
             for piece in batch.pieces
             for index in range(piece.start, piece.stop)
         ]
         for piece, part in unpack(batch, scores):
-            owner = int(str(piece.owner))
+            owner = piece.owner
             assert got[owner][piece.start : piece.stop] == [None] * piece.size
             got[owner][piece.start : piece.stop] = part
     assert got == {
