@@ -28,6 +28,7 @@ from ._exceptions import (
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
+from ._statistics import ClientStatistics
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
 
@@ -41,6 +42,7 @@ __all__ = [
     "BadRequestError",
     "BatchScores",
     "ClientOptions",
+    "ClientStatistics",
     "DeepInfraProvider",
     "NotFoundError",
     "NotGiven",

@@ -11,11 +11,47 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 import anyio
 
-__all__ = ["FairLimiter"]
+__all__ = ["FairLimiter", "Limiter"]
+
+
+class Limiter(Protocol):
+    """What the runner and the hedging race need from a concurrency limiter.
+
+    ``FairLimiter`` is the one implementation today; an adaptive limit can take
+    its place without the runner changing.
+    """
+
+    @property
+    def total(self) -> int:
+        """How many slots exist now."""
+        ...
+
+    @property
+    def in_use(self) -> int:
+        """How many slots are held now."""
+        ...
+
+    @property
+    def waiting(self) -> int:
+        """How many acquirers are queued."""
+        ...
+
+    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[None]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting, or return ``False``."""
+        ...
+
+    def release(self) -> None:
+        """Give back a slot taken with ``try_acquire``."""
+        ...
 
 
 class FairLimiter:

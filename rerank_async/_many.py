@@ -16,7 +16,7 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -24,9 +24,10 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._config import NotGiven
 from ._models import RerankResult
 
-__all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "run_many"]
+__all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "rerank_each", "run_many"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,24 @@ class RerankOutcome:
 
 
 RerankCall = Callable[[RerankRequest], Awaitable[RerankResult]]
+
+
+def rerank_each(
+    rerank: Callable[..., Awaitable[RerankResult]],
+    requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+    *,
+    max_pending: int,
+    fail_fast: bool,
+    total_timeout: float | NotGiven | None,
+) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
+    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline."""
+
+    async def rerank_one(request: RerankRequest) -> RerankResult:
+        return await rerank(
+            request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+        )
+
+    return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
 
 
 @asynccontextmanager

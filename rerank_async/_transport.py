@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import httpx
 from httpx._client import UseClientDefault
@@ -33,6 +33,7 @@ from .providers import BatchScores, Provider
 
 __all__ = [
     "BatchRequest",
+    "BatchSender",
     "Endpoint",
     "HttpxTransport",
     "Reply",
@@ -91,6 +92,22 @@ class Endpoint:
     model: str
     headers: dict[str, str]
     api_key: str | None
+
+
+class BatchSender(Protocol):
+    """What the runner sends through: an engine, or a wrapper around one.
+
+    Wrappers (``ObservedTransport``, and later ones for rate limits or read
+    limits) take a ``BatchSender`` and are one; the runner never knows which.
+    """
+
+    async def send(self, batch: BatchRequest) -> BatchScores:
+        """POST one batch and return its scores in batch order, or raise a ``RerankError``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what this sender owns."""
+        ...
 
 
 class Transport(abc.ABC):

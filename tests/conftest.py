@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -28,12 +30,25 @@ def pointwise_score(query: str, document: str) -> float:
     return int.from_bytes(digest[:6], "big") / float(1 << 48)
 
 
+def requires(module: str) -> pytest.MarkDecorator:
+    """Skip where an optional extra's ``module`` is not installed (``.[dev]`` has them all)."""
+    missing = importlib.util.find_spec(module) is None
+    return pytest.mark.skipif(missing, reason=f"needs {module}: pip install -e '.[dev]'")
+
+
+# Both HTTP engines; the aiohttp one only where its extra is installed.
+ENGINES = pytest.mark.parametrize(
+    "engine", ["httpx", pytest.param("aiohttp", marks=requires("aiohttp"))]
+)
+
+
 class FakeReranker:
     """A respx side effect that speaks DeepInfra's API with pointwise scores.
 
     ``script`` holds responses (or callables) served to the first requests in
     arrival order; later requests are scored normally. ``delay`` may be a
-    number of seconds or a function of the request body.
+    number of seconds or a function of the request body; ``math.inf`` waits
+    until the request is cancelled.
     """
 
     def __init__(
@@ -53,6 +68,10 @@ class FakeReranker:
     def calls(self) -> int:
         return len(self.bodies)
 
+    def bodies_of(self, document: str) -> list[dict[str, Any]]:
+        """The bodies received so far that carry ``document``."""
+        return [body for body in self.bodies if document in body["documents"]]
+
     @property
     def batch_sizes(self) -> list[int]:
         return [len(body["documents"]) for body in self.bodies]
@@ -65,7 +84,9 @@ class FakeReranker:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             delay = self.delay(body) if callable(self.delay) else self.delay
-            if delay:
+            if delay == math.inf:
+                await anyio.sleep_forever()  # until the client cancels it
+            elif delay:
                 await anyio.sleep(delay)
             else:
                 await anyio.lowlevel.checkpoint()
@@ -107,6 +128,33 @@ def fake(mock_api: respx.MockRouter) -> FakeReranker:
     return fake
 
 
+class CompletionGate:
+    """Makes requests finish in a chosen order, on events rather than timers.
+
+    Each request calls ``turn(key)``: it waits until every key of ``order`` has
+    arrived, then the requests are let through one at a time in ``order``, each
+    only after the one before has finished (``finished(key)``). ``completed``
+    records the order they really finished in, for the test to assert on.
+    """
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = list(order)
+        self.completed: list[int] = []
+        self._released: dict[int, anyio.Event] = {key: anyio.Event() for key in order}
+        self._arrived = 0
+
+    async def turn(self, key: int) -> None:
+        self._arrived += 1
+        if self._arrived == len(self.order):
+            self._released[self.order[0]].set()
+        await self._released[key].wait()
+
+    def finished(self, key: int) -> None:
+        self.completed.append(key)
+        if len(self.completed) < len(self.order):
+            self._released[self.order[len(self.completed)]].set()
+
+
 class SleepRecorder:
     """Stands in for anyio.sleep: records each backoff wait and returns at once."""
 
@@ -125,8 +173,7 @@ def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> Rerank
     options.setdefault("retry_initial_delay", 0.0)
     client = RerankClient(**options)
     if sleep is not None:
-        retry = replace(client.options.retry, sleep=sleep)
-        client._options = replace(client.options, retry=retry)
+        client.set_retry_policy(replace(client.options.retry, sleep=sleep))
     return client
 
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import fields
 from typing import Any, Final
 
 import anyio
@@ -25,57 +25,33 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .._client import RerankClient
 from .._exceptions import RerankError
 from .._models import RequestRecord
+from ._bench_args import BENCH_SERVER_DEFAULTS, add_bench_arguments
+from ._bench_cells import CellResult, best_cell
+from ._common import MissingExtraError, add_server_options, client_from_args, server_config_from
 from ._demo import synthetic_corpus
 from ._output import percentile, stdout_console
 
-__all__ = ["CellResult", "best_cell", "run_bench"]
+__all__ = ["CellResult", "best_cell", "register", "run_bench"]
 
 _SERVER_START_TIMEOUT_S: Final = 15.0
 
 
-@dataclass
-class CellResult:
-    """One cell of the sweep."""
-
-    batch_size: int
-    concurrency: int
-    candidates: int
-    calls: int = 0
-    failed_calls: int = 0
-    documents: int = 0
-    wall_s: float = 0.0
-    http_requests: int = 0
-    retries: int = 0
-    call_ms: dict[str, float] = field(default_factory=dict)
-    request_ms: dict[str, float] = field(default_factory=dict)
-    server_runtime_ms_p50: float | None = None
-
-    @property
-    def documents_per_s(self) -> float:
-        return self.documents / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.http_requests / self.wall_s if self.wall_s > 0 else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["documents_per_s"] = self.documents_per_s
-        data["requests_per_s"] = self.requests_per_s
-        return data
-
-
-def best_cell(cells: Sequence[CellResult], target_p99_ms: float | None) -> CellResult | None:
-    """The cell with the most documents/s, among those within the p99 target if one is set."""
-    eligible = [
-        cell
-        for cell in cells
-        if cell.documents and (target_p99_ms is None or cell.call_ms["p99"] <= target_p99_ms)
-    ]
-    return max(eligible, key=lambda cell: cell.documents_per_s, default=None)
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` command's flags and handler to its ``parser``."""
+    parser.description = (
+        "Benchmark a reranker endpoint (the local server when no --base-url is "
+        "given) over a grid of batch sizes, concurrency limits and candidate counts. "
+        "See docs/benchmarks.md."
+    )
+    add_bench_arguments(parser)
+    parser.set_defaults(handler=run_bench)
+    try:
+        add_server_options(parser, api_key_flag="--server-api-key")
+    except ImportError:
+        return  # without the server extra, the local server says what to install
+    parser.set_defaults(**BENCH_SERVER_DEFAULTS)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -135,16 +111,12 @@ async def _run_cell(
     [(query, documents)] = synthetic_corpus(candidates, 1, seed=11)
     cell = CellResult(batch_size=batch_size, concurrency=concurrency, candidates=candidates)
     call_latencies: list[float] = []
-    async with RerankClient(
+    async with client_from_args(
+        args,
         base_url=base_url,
-        model=args.model,
-        api_key=args.api_key,
         batch_size=batch_size,
         min_batch_size=min(8, batch_size),
         max_concurrency=concurrency,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
-        http_engine=args.engine,
         on_request=records.append,
     ) as client:
         for _ in range(args.warmup):
@@ -212,8 +184,6 @@ def _load_plotter() -> Callable[[Sequence[CellResult], str], None]:
     try:
         from ._plot import plot_cells
     except ImportError as error:
-        from ._main import MissingExtraError
-
         raise MissingExtraError(
             f"--plot needs matplotlib: pip install 'rerank-async[plot]' ({error})"
         ) from error
@@ -243,9 +213,7 @@ def _endpoint(args: argparse.Namespace, console: Console) -> Iterator[str]:
     if args.base_url:
         yield args.base_url
         return
-    from ._main import server_config_from  # the server extra, only for the local server
-
-    config = server_config_from(args)
+    config = server_config_from(args)  # the server extra, only for the local server
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

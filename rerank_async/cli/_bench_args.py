@@ -1,9 +1,11 @@
-"""The ``rerank-async bench`` flags, apart so that building the parser imports nothing heavy."""
+"""The ``rerank-async bench`` flags: the sweep and output groups, and the shared client flags."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Final
+
+from ._common import add_client_options, add_verbose_option
 
 __all__ = ["BENCH_SERVER_DEFAULTS", "add_bench_arguments", "int_list"]
 
@@ -43,18 +45,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--warmup", type=int, default=2, help="untimed calls first (%(default)s)")
     sweep.add_argument("--parallel-calls", type=int, default=1,
                        help="calls in flight at once in a cell (%(default)s)")  # fmt: skip
-    client = parser.add_argument_group("client")
-    client.add_argument("--base-url", help="endpoint root (default: start the local server)")
-    client.add_argument("--model", help="model name")
-    client.add_argument("--api-key", help="API key (default: $DEEPINFRA_TOKEN)")
-    client.add_argument("--engine", choices=["httpx", "aiohttp"], default="httpx",
-                        help="HTTP engine of the client (%(default)s)")  # fmt: skip
-    client.add_argument("--max-retries", type=int, default=4)
-    client.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
+    add_client_options(
+        parser, base_url_help="endpoint root (default: start the local server)", sizes=False
+    )
     output = parser.add_argument_group("output")
     output.add_argument("--json", dest="json_path", metavar="FILE", help="write results as JSON")
     output.add_argument("--plot", metavar="FILE.png", help="plot latency and throughput "
                         "(needs rerank-async[plot])")  # fmt: skip
     output.add_argument("--target-p99", type=float, metavar="MS",
                         help="report the fastest cell whose call p99 is within MS")  # fmt: skip
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    add_verbose_option(parser)

@@ -43,6 +43,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from .._client import RerankClient
+from .._constants import DEFAULT_RETRY_INITIAL_DELAY
 from .._exceptions import APIStatusError
 from .._many import RerankOutcome, RerankRequest
 from ._bulk_input import (
@@ -57,11 +58,19 @@ from ._bulk_input import (
     parse_line,
 )
 from ._bulk_output import DUPLICATE_ID, DoneIds, OutputFile, error_record, success_record
-from ._main import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, one_line
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_client_options,
+    add_verbose_option,
+    client_from_args,
+    one_line,
+)
 from ._output import percentile, stderr_console, summary_table
-from ._rerank import client_from_args
 
-__all__ = ["BulkSummary", "run_bulk"]
+__all__ = ["BulkSummary", "register", "run_bulk"]
 
 # Latency percentiles are exact up to this many requests, then estimated from a uniform
 # sample of this size (reservoir sampling), so memory stays flat on any input.
@@ -427,6 +436,41 @@ def _duplicate_message(key: RequestId) -> str:
 
 
 # -- the command ----------------------------------------------------------------------------------
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bulk`` command's flags and handler to its ``parser``."""
+    parser.description = (
+        'Rerank every request of a JSONL file ({"id"?, "query", "documents", '
+        '"top_k"?} per line) into a JSONL output, one record per request. A rerun resumes: '
+        "ids already in the output are skipped. See docs/parser.md."
+    )
+    parser.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
+    parser.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="drop the output's error records first, so their lines run again",
+    )
+    parser.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
+    parser.add_argument(
+        "--max-pending", type=int, help="requests held at once (default: 4 x --concurrency)"
+    )
+    parser.add_argument(
+        "--retry-initial-delay",
+        type=float,
+        default=DEFAULT_RETRY_INITIAL_DELAY,
+        help="backoff ceiling after a first failure, seconds (%(default)s; 0: retry at once)",
+    )
+    parser.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
+    )
+    add_client_options(
+        parser, base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
+    )
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_bulk)
 
 
 def run_bulk(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from .._many import RerankRequest
-from ._main import one_line
+from ._common import one_line
 
 __all__ = [
     "RESERVED_DOCUMENT_FIELDS",

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from .._batching import rank_indices
 from ._bulk_input import LineMeta, RequestId
-from ._main import one_line
+from ._common import one_line
 
 __all__ = ["DoneIds", "OutputFile", "error_record", "success_record"]
 

@@ -20,10 +20,42 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .._client import RerankClient
 from .._models import RerankResult
+from ._common import (
+    add_client_options,
+    add_server_options,
+    add_verbose_option,
+    client_from_args,
+    server_config_from,
+)
 from ._output import percentile, ranked_table, stdout_console, summary_table
-from ._rerank import client_from_args
 
-__all__ = ["SEED_DOCUMENTS", "SEED_QUERY", "run_demo", "synthetic_corpus"]
+__all__ = ["SEED_DOCUMENTS", "SEED_QUERY", "register", "run_demo", "synthetic_corpus"]
+
+# The local server's behaviour in the demo unless flags say otherwise: a small
+# GPU-like worker pool with a per-document cost, so batching shows its effect.
+DEMO_SERVER_DEFAULTS: Final = {
+    "server_latency_ms": 15.0,
+    "server_per_doc_latency_ms": 0.1,
+    "server_jitter_ms": 3.0,
+    "server_capacity": 16,
+}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` command's flags and handler to its ``parser``."""
+    parser.add_argument("--documents", type=int, default=5000, help="synthetic documents in all")
+    parser.add_argument(
+        "--queries", type=int, default=20, help="concurrent queries they are split over"
+    )
+    add_client_options(parser, base_url_help="endpoint root (default: the embedded local server)")
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_demo)
+    try:
+        add_server_options(parser, api_key_flag="--server-api-key")
+    except ImportError:
+        return  # without the server extra, the demo says what to install when run
+    parser.set_defaults(**DEMO_SERVER_DEFAULTS)
+
 
 # Fetches the local server's counters; None for a remote endpoint.
 _Stats = Callable[[], Mapping[str, Any] | None]
@@ -100,7 +132,8 @@ def run_demo(args: argparse.Namespace) -> int:
         ("call latency p50 / p90 / p99 / max",
          " / ".join(f"{percentile(report.latencies_ms, p):.0f}" for p in (0.5, 0.9, 0.99, 1.0))
          + " ms"),
-        ("batch size / concurrency", f"{args.batch_size} / {args.concurrency}"),
+        ("batch size / concurrency",
+         f"{report.batch_size} / {report.max_concurrency}"),
     ]  # fmt: skip
     if server_stats is not None:
         rows.append(("server: max requests in flight", str(server_stats["max_in_flight"])))
@@ -112,6 +145,8 @@ def run_demo(args: argparse.Namespace) -> int:
 class _Report:
     documents: int = 0
     calls: int = 0
+    batch_size: int = 0
+    max_concurrency: int = 0
     requests: int = 0
     retries: int = 0
     wall_s: float = 0.0
@@ -119,7 +154,9 @@ class _Report:
 
 
 async def _demo(client: RerankClient, args: argparse.Namespace, console: Console) -> _Report:
-    report = _Report()
+    report = _Report(
+        batch_size=client.options.batch_size, max_concurrency=client.options.max_concurrency
+    )
     async with client:
         seed = await client.rerank(SEED_QUERY, list(SEED_DOCUMENTS))
         console.print(
@@ -164,9 +201,7 @@ def _endpoint(args: argparse.Namespace, console: Console) -> Iterator[tuple[str 
     if args.base_url:
         yield args.base_url, lambda: None
         return
-    from ._main import server_config_from  # the server extra, only for the local server
-
-    config = server_config_from(args)
+    config = server_config_from(args)  # the server extra, only for the local server
     from ..server import running_server
 
     with running_server(config) as server:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # must follow the backend choice
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from ._bench import CellResult
+    from ._bench_cells import CellResult
 
 __all__ = ["plot_cells"]
 

@@ -5,15 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 import anyio
 
 from .._client import RerankClient
 from .._models import RerankResult
+from ._common import add_client_options, add_verbose_option, client_from_args
 from ._output import ranked_table, stdout_console
 
-__all__ = ["client_from_args", "read_documents", "run_rerank"]
+__all__ = ["read_documents", "register", "run_rerank"]
+
+BASE_URL_HELP = "endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the ``rerank`` command's flags and handler to its ``parser``."""
+    parser.add_argument("query", help="the search query")
+    parser.add_argument(
+        "documents", nargs="*", help="documents as arguments (or use --file, or pipe them in)"
+    )
+    parser.add_argument(
+        "-f",
+        "--file",
+        help="documents file: one per line, or a JSON array of strings; '-' reads stdin",
+    )
+    parser.add_argument("-k", "--top-k", type=int, help="show only the best K")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_client_options(parser, base_url_help=BASE_URL_HELP)
+    add_verbose_option(parser)
+    parser.set_defaults(handler=run_rerank)
 
 
 def run_rerank(args: argparse.Namespace) -> int:
@@ -34,22 +54,6 @@ async def _rerank(
 ) -> RerankResult:
     async with client:
         return await client.rerank(query, documents, top_k=top_k)
-
-
-def client_from_args(
-    args: argparse.Namespace, *, base_url: str | None = None, **options: Any
-) -> RerankClient:
-    """A client from the shared ``--base-url``/``--model``/... flags, plus ``options``."""
-    return RerankClient(
-        model=args.model,
-        api_key=args.api_key,
-        base_url=base_url or args.base_url,
-        batch_size=args.batch_size,
-        max_concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        timeout=args.timeout,
-        **options,
-    )
 
 
 def read_documents(arguments: list[str], path: str | None) -> list[str]:

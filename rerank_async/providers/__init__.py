@@ -29,6 +29,7 @@ __all__ = [
     "TogetherProvider",
     "VLLMProvider",
     "VoyageProvider",
+    "provider_names",
     "resolve_provider",
 ]
 
@@ -50,6 +51,11 @@ _BY_NAME: dict[str, type[Provider]] = {
 }
 
 
+def provider_names() -> list[str]:
+    """The names ``resolve_provider`` knows, sorted."""
+    return sorted(_BY_NAME)
+
+
 def resolve_provider(provider: str | Provider) -> Provider:
     """Return ``provider`` itself, or a default-configured one for a name.
 
@@ -60,6 +66,6 @@ def resolve_provider(provider: str | Provider) -> Provider:
         return provider
     factory = _BY_NAME.get(provider.lower()) if isinstance(provider, str) else None
     if factory is None:
-        known = ", ".join(sorted(_BY_NAME))
+        known = ", ".join(provider_names())
         raise ValueError(f"unknown provider {provider!r}; known providers: {known}")
     return factory()

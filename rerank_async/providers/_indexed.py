@@ -3,59 +3,49 @@
 Most reranking services answer a batch with a list of ``{index, score}``
 pairs sorted by relevance, not a list of scores in input order. This module
 maps those pairs back into input order and checks them (every index of the
-batch exactly once, every score a finite number), and holds the pieces the
-providers have in common: strict score types, compact JSON encoding, URL
-joining, a numerically safe sigmoid, "too many documents" message parsing,
-and ``RelevanceResultsProvider`` for the most common shape::
+batch exactly once, every score a finite number), parses "too many documents"
+messages, and holds ``RelevanceResultsProvider`` for the most common shape::
 
     request:  {"model", "query", "documents": [str, ...], "top_n": n, ...}
     response: {"results": [{"index": int, "relevance_score": float}, ...],
                "id"?, "usage"?: {"prompt_tokens"?, "total_tokens"?}}
 
 which Cohere, Jina, Together, Infinity and vLLM's ``/rerank`` all speak.
+
+A provider declares its answer's shape (``ResponseShape``: the response model,
+the field holding the results, the field holding each score) and inherits the
+one ``decode_response``; the generic pieces (JSON, URLs, score types) live in
+the ``_wire`` leaf.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, ClassVar, Final, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 # pydantic validates TypedDicts (plain dicts, about 2.5x faster than a model per
 # item) only from typing_extensions before Python 3.12; pydantic itself depends on it.
 from typing_extensions import TypedDict
 
 from ._base import BatchScores, Provider
+from ._wire import FiniteScore, StrictIndex, dumps, join_url, logistic, parse_json
 
 __all__ = [
-    "FiniteScore",
+    "HostedRelevanceProvider",
     "IndexedProvider",
     "RelevanceResponse",
     "RelevanceResult",
     "RelevanceResultsProvider",
+    "ResponseShape",
     "ScoreResult",
-    "StrictIndex",
     "TokenUsage",
-    "describe_validation_error",
     "document_limit_in",
-    "dumps",
-    "join_url",
-    "parse_json",
     "scores_in_input_order",
-    "sigmoid",
 ]
-
-# Strict: "0.5" or true is not a score. AllowInfNan(False): NaN and Infinity
-# would silently corrupt a ranking. A JSON integer (0, 1) is still a number.
-FiniteScore = Annotated[float, Strict(), AllowInfNan(False)]
-# Strict: 1.0, "1" and true are not indices.
-StrictIndex = Annotated[int, Strict()]
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # How many missing indices an error message lists before "and N more".
 _LISTED_MISSING: Final = 10
@@ -106,44 +96,6 @@ class TokenUsage(BaseModel):
     def input_tokens(self) -> int | None:
         """Prompt tokens when given, else the total (rerankers generate nothing)."""
         return self.prompt_tokens if self.prompt_tokens is not None else self.total_tokens
-
-
-def dumps(body: object) -> bytes:
-    """Compact, raw-UTF-8 JSON: smaller bodies, no per-character escaping."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def join_url(base_url: str, path: str) -> str:
-    """``base_url`` (the service's root, trailing slash or not) followed by ``path``."""
-    return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
-
-
-def sigmoid(x: float) -> float:
-    """``1 / (1 + e**-x)`` without overflow for any finite ``x``.
-
-    ``math.exp`` is only ever called on a non-positive number, so it cannot
-    overflow; very negative logits give 0.0 and very positive ones 1.0.
-    """
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-def parse_json(model: type[ModelT], content: bytes) -> ModelT:
-    """Validate a response body; ``ValueError`` naming the first problem if it does not fit."""
-    try:
-        return model.model_validate_json(content)
-    except ValidationError as error:
-        raise ValueError(describe_validation_error(error)) from error
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming the first problem, e.g. ``results.3.index: Input should be ...``."""
-    first = error.errors(include_url=False)[0]
-    location = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{location}: {first['msg']}{more}"
 
 
 def scores_in_input_order(
@@ -206,6 +158,25 @@ def document_limit_in(message: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseShape:
+    """Where an index-based answer keeps its scores, declared once per provider.
+
+    Attributes:
+        model: The pydantic model of the whole body. A ``usage: TokenUsage``
+            field gives the token count, an ``id: str`` field the request id.
+        results: The model's field with the ``{index, <score>}`` items.
+        score: Each item's score key (``relevance_score``, ``score``, ``logit``).
+        label: The field's name in error messages, when it differs (a bare
+            array is ``body``).
+    """
+
+    model: type[BaseModel]
+    results: str
+    score: str
+    label: str | None = None
+
+
 class IndexedProvider(Provider):
     """A provider whose service answers with ``{index, score}`` pairs.
 
@@ -216,6 +187,8 @@ class IndexedProvider(Provider):
 
     # Map scores through 1/(1+e^-x); only providers whose scores are logits offer it.
     sigmoid: bool = False
+    # Where the scores sit in a 2xx answer; see ResponseShape.
+    response_shape: ClassVar[ResponseShape]
 
     def __repr__(self) -> str:
         options = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
@@ -232,7 +205,29 @@ class IndexedProvider(Provider):
 
     def finish(self, scores: list[float]) -> list[float]:
         """Scores as the caller gets them: through the sigmoid when it is on."""
-        return [sigmoid(score) for score in scores] if self.sigmoid else scores
+        return [logistic(score) for score in scores] if self.sigmoid else scores
+
+    def shape_of_response(self) -> ResponseShape:
+        """The answer's shape; a provider whose shape depends on its options overrides this."""
+        return self.response_shape
+
+    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
+        shape = self.shape_of_response()
+        parsed = parse_json(shape.model, content)
+        items: Iterable[Any] = getattr(parsed, shape.results)
+        score = shape.score
+        scores = scores_in_input_order(
+            ((item["index"], item[score]) for item in items),
+            n_documents,
+            field=shape.label or shape.results,
+        )
+        usage = getattr(parsed, "usage", None)
+        request_id = getattr(parsed, "id", None)
+        return BatchScores(
+            scores=self.finish(scores),
+            input_tokens=usage.input_tokens if isinstance(usage, TokenUsage) else None,
+            request_id=request_id if isinstance(request_id, str) else None,
+        )
 
 
 class RelevanceResponse(BaseModel):
@@ -254,7 +249,7 @@ class RelevanceResultsProvider(IndexedProvider):
     """
 
     path: ClassVar[str]
-    response_model: ClassVar[type[RelevanceResponse]] = RelevanceResponse
+    response_shape = ResponseShape(RelevanceResponse, "results", "relevance_score")
 
     def url(self, base_url: str, model: str) -> str:
         return join_url(base_url, self.path)
@@ -273,17 +268,18 @@ class RelevanceResultsProvider(IndexedProvider):
         body.update(self.extra_fields())
         return dumps(body)
 
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(self.response_model, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["relevance_score"]) for item in parsed.results), n_documents
-        )
-        return BatchScores(
-            scores=self.finish(scores),
-            input_tokens=self.input_tokens(parsed),
-            request_id=parsed.id,
-        )
 
-    def input_tokens(self, parsed: RelevanceResponse) -> int | None:
-        """Tokens the server counted for the batch, when it says."""
-        return parsed.usage.input_tokens if parsed.usage is not None else None
+class HostedRelevanceProvider(RelevanceResultsProvider):
+    """A hosted ``POST /v1/rerank`` of the relevance shape that can echo documents (Jina, Together).
+
+    Neither documents a per-request cap: 100 documents keep one request (and a
+    retry) small while a call still needs few requests. Both rate-limit per key,
+    so 8 in flight avoid needless 429s. Documents are never echoed back.
+    """
+
+    path = "/v1/rerank"
+    default_batch_size = 100
+    default_max_concurrency = 8
+
+    def extra_fields(self) -> dict[str, object]:
+        return {"return_documents": False}

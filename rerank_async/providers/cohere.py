@@ -28,12 +28,17 @@ Errors arrive as ``{"message": "..."}``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
-from .._constants import COHERE_BASE_URL, ENV_COHERE_API_KEY, ENV_COHERE_API_KEY_ALT
-from ._indexed import RelevanceResultsProvider, join_url
+from ._indexed import RelevanceResultsProvider
+from ._wire import join_url
 
 __all__ = ["CohereApiVersion", "CohereProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_COHERE_API_KEY: Final = "CO_API_KEY"  # the Cohere SDK's variable, read first
+ENV_COHERE_API_KEY_ALT: Final = "COHERE_API_KEY"
+COHERE_BASE_URL: Final = "https://api.cohere.com"
 
 CohereApiVersion = Literal["v1", "v2"]
 

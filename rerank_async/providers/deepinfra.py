@@ -22,18 +22,23 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .._constants import (
-    DEEPINFRA_BASE_URL,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MODEL,
-    ENV_DEEPINFRA_API_KEY,
-    ENV_DEEPINFRA_TOKEN,
-)
 from ._base import BatchScores, Provider
-from ._indexed import FiniteScore, dumps, parse_json
+from ._wire import FiniteScore, dumps, parse_json
 
 __all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_DEEPINFRA_TOKEN: Final = "DEEPINFRA_TOKEN"  # noqa: S105  # a variable name, not a secret
+ENV_DEEPINFRA_API_KEY: Final = "DEEPINFRA_API_KEY"
+DEEPINFRA_BASE_URL: Final = "https://api.deepinfra.com/v1/inference"
+DEFAULT_MODEL: Final = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+# 64 (query, document) pairs fill a cross-encoder's GPU batch well and keep one
+# request's latency near 100 ms; larger requests mostly add queueing delay.
+DEFAULT_BATCH_SIZE: Final = 64
+# DeepInfra allows 200 concurrent requests per model per account. One client
+# takes 32 so that several workers or processes can share an account without
+# tripping the limit (which DeepInfra answers with 429).
+DEFAULT_MAX_CONCURRENCY: Final = 32
 
 BodyForm = Literal["auto", "query", "queries"]
 QueriesLayout = Literal["repeat", "single"]

@@ -25,10 +25,15 @@ versions may not accept ``top_n`` or ``raw_scores``.
 
 from __future__ import annotations
 
-from .._constants import ENV_INFINITY_API_KEY, INFINITY_BASE_URL
+from typing import Final
+
 from ._indexed import RelevanceResultsProvider
 
 __all__ = ["InfinityProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_INFINITY_API_KEY: Final = "INFINITY_API_KEY"
+INFINITY_BASE_URL: Final = "http://localhost:7997"
 
 
 class InfinityProvider(RelevanceResultsProvider):

@@ -26,24 +26,22 @@ as ``{"detail": "..."}``.
 
 from __future__ import annotations
 
-from .._constants import ENV_JINA_API_KEY, JINA_BASE_URL
-from ._indexed import RelevanceResultsProvider
+from typing import Final
+
+from ._indexed import HostedRelevanceProvider
 
 __all__ = ["JinaProvider"]
 
+# Where the service lives and which variables hold its key (read once per client).
+ENV_JINA_API_KEY: Final = "JINA_API_KEY"
+JINA_BASE_URL: Final = "https://api.jina.ai"
 
-class JinaProvider(RelevanceResultsProvider):
-    """Jina AI's ``/v1/rerank`` endpoint."""
+
+class JinaProvider(HostedRelevanceProvider):
+    """Jina AI's ``/v1/rerank`` endpoint.
+
+    Listwise v3 callers set ``split=False`` and their own ``batch_size``."""
 
     name = "jina"
     default_base_url = JINA_BASE_URL
     api_key_env_vars = (ENV_JINA_API_KEY,)
-    path = "/v1/rerank"
-    # No documented per-request cap; 100 keeps a request's latency and a retry's
-    # cost small. Listwise v3 callers set split=False and their own batch_size.
-    default_batch_size = 100
-    # Hosted, rate-limited per minute per key: 8 in flight avoids needless 429s.
-    default_max_concurrency = 8
-
-    def extra_fields(self) -> dict[str, object]:
-        return {"return_documents": False}

@@ -25,22 +25,18 @@ is still the one to use (the default here is ``api.mixedbread.com``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from .._constants import ENV_MIXEDBREAD_API_KEY, MIXEDBREAD_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    IndexedProvider,
-    ScoreResult,
-    TokenUsage,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import IndexedProvider, ResponseShape, ScoreResult, TokenUsage
+from ._wire import dumps, join_url
 
 __all__ = ["MixedbreadProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_MIXEDBREAD_API_KEY: Final = "MXBAI_API_KEY"
+MIXEDBREAD_BASE_URL: Final = "https://api.mixedbread.com"
 
 
 class _MixedbreadResponse(BaseModel):
@@ -60,6 +56,7 @@ class MixedbreadProvider(IndexedProvider):
     default_batch_size = 100
     # Hosted, rate-limited per key: 8 in flight avoids needless 429s.
     default_max_concurrency = 8
+    response_shape = ResponseShape(_MixedbreadResponse, "data", "score")
 
     def url(self, base_url: str, model: str) -> str:
         return join_url(base_url, "/v1/reranking")
@@ -73,14 +70,4 @@ class MixedbreadProvider(IndexedProvider):
                 "top_k": len(documents),
                 "return_input": False,
             }
-        )
-
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(_MixedbreadResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["score"]) for item in parsed.data), n_documents, field="data"
-        )
-        return BatchScores(
-            scores=scores,
-            input_tokens=parsed.usage.input_tokens if parsed.usage is not None else None,
         )

@@ -31,26 +31,20 @@ arrive as ``{"detail": ...}`` (hosted, RFC 7807) or ``{"message": ...}``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
-from .._constants import ENV_NVIDIA_API_KEY, NVIDIA_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    FiniteScore,
-    IndexedProvider,
-    StrictIndex,
-    TokenUsage,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import IndexedProvider, ResponseShape, TokenUsage
+from ._wire import FiniteScore, StrictIndex, dumps, join_url
 
 __all__ = ["NvidiaEndpoint", "NvidiaProvider", "NvidiaTruncate"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_NVIDIA_API_KEY: Final = "NVIDIA_API_KEY"
+NVIDIA_BASE_URL: Final = "https://ai.api.nvidia.com"
 
 NvidiaEndpoint = Literal["auto", "ranking", "hosted"]
 NvidiaTruncate = Literal["END", "NONE"]
@@ -91,6 +85,7 @@ class NvidiaProvider(IndexedProvider):
     default_batch_size = 64
     # Hosted catalog keys are rate-limited per minute: 8 in flight avoids 429s.
     default_max_concurrency = 8
+    response_shape = ResponseShape(_NvidiaResponse, "rankings", "logit")
 
     def __init__(
         self,
@@ -123,16 +118,4 @@ class NvidiaProvider(IndexedProvider):
                 "passages": [{"text": document} for document in documents],
                 "truncate": self.truncate,
             }
-        )
-
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(_NvidiaResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["logit"]) for item in parsed.rankings),
-            n_documents,
-            field="rankings",
-        )
-        return BatchScores(
-            scores=self.finish(scores),
-            input_tokens=parsed.usage.input_tokens if parsed.usage is not None else None,
         )

@@ -31,22 +31,21 @@ too-many-documents error. Errors arrive as ``{"error": {"code", "message"},
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .._constants import DEFAULT_PINECONE_API_VERSION, ENV_PINECONE_API_KEY, PINECONE_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    IndexedProvider,
-    ScoreResult,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import IndexedProvider, ResponseShape, ScoreResult
+from ._wire import dumps, join_url
 
 __all__ = ["PineconeProvider", "PineconeTruncate"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_PINECONE_API_KEY: Final = "PINECONE_API_KEY"
+PINECONE_BASE_URL: Final = "https://api.pinecone.io"
+# Pinecone requires a dated API version on every request; a version its docs name
+# for the Inference API (not verified to be the newest).
+DEFAULT_PINECONE_API_VERSION: Final = "2025-04"
 
 PineconeTruncate = Literal["END", "NONE"]
 
@@ -77,6 +76,7 @@ class PineconeProvider(IndexedProvider):
     default_batch_size = 100
     # Hosted, with low per-minute request limits on starter plans: 4 in flight.
     default_max_concurrency = 4
+    response_shape = ResponseShape(_PineconeResponse, "data", "score")
 
     def __init__(
         self,
@@ -112,10 +112,3 @@ class PineconeProvider(IndexedProvider):
         if self.truncate is not None:
             body["parameters"] = {"truncate": self.truncate}
         return dumps(body)
-
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(_PineconeResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["score"]) for item in parsed.data), n_documents, field="data"
-        )
-        return BatchScores(scores=scores)

@@ -34,18 +34,13 @@ from typing import Final
 
 from pydantic import RootModel
 
-from .._constants import TEI_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    IndexedProvider,
-    ScoreResult,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import IndexedProvider, ResponseShape, ScoreResult
+from ._wire import dumps, join_url
 
 __all__ = ["TEIProvider"]
+
+# Where the server listens by default; it takes no key.
+TEI_BASE_URL: Final = "http://localhost:8080"
 
 # "Input validation error: `inputs` must have less than 512 tokens. Given: 600":
 # one text is too long, and smaller batches would not help.
@@ -81,6 +76,7 @@ class TEIProvider(IndexedProvider):
     # A self-hosted server batches concurrent requests itself (up to
     # --max-batch-tokens); 16 in flight keep it fed, more would only queue.
     default_max_concurrency = 16
+    response_shape = ResponseShape(_TEIResponse, "root", "score", label="body")
 
     def __init__(
         self, *, truncate: bool = True, raw_scores: bool = False, sigmoid: bool = False
@@ -106,13 +102,6 @@ class TEIProvider(IndexedProvider):
                 "return_text": False,
             }
         )
-
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(_TEIResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["score"]) for item in parsed.root), n_documents, field="body"
-        )
-        return BatchScores(scores=self.finish(scores))
 
     def is_batch_too_large(self, status_code: int, message: str) -> bool:
         if _INPUT_TOO_LONG.search(message):

@@ -27,24 +27,20 @@ limit and the wording of its error. Errors arrive as ``{"error": {"message",
 
 from __future__ import annotations
 
-from .._constants import ENV_TOGETHER_API_KEY, TOGETHER_BASE_URL
-from ._indexed import RelevanceResultsProvider
+from typing import Final
+
+from ._indexed import HostedRelevanceProvider
 
 __all__ = ["TogetherProvider"]
 
+# Where the service lives and which variables hold its key (read once per client).
+ENV_TOGETHER_API_KEY: Final = "TOGETHER_API_KEY"
+TOGETHER_BASE_URL: Final = "https://api.together.xyz"
 
-class TogetherProvider(RelevanceResultsProvider):
+
+class TogetherProvider(HostedRelevanceProvider):
     """Together AI's ``/v1/rerank`` endpoint."""
 
     name = "together"
     default_base_url = TOGETHER_BASE_URL
     api_key_env_vars = (ENV_TOGETHER_API_KEY,)
-    path = "/v1/rerank"
-    # No documented per-request cap; 100 documents keep one request (and a retry)
-    # small while a call still needs few requests.
-    default_batch_size = 100
-    # Hosted, with a dynamic per-account rate: 8 in flight avoids needless 429s.
-    default_max_concurrency = 8
-
-    def extra_fields(self) -> dict[str, object]:
-        return {"return_documents": False}

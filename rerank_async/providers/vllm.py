@@ -34,23 +34,18 @@ versions may rename the ``/score`` fields (``text_1``/``text_2``); the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .._constants import ENV_VLLM_API_KEY, VLLM_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    RelevanceResultsProvider,
-    ScoreResult,
-    TokenUsage,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import RelevanceResultsProvider, ResponseShape, ScoreResult, TokenUsage
+from ._wire import dumps, join_url
 
 __all__ = ["VLLMEndpoint", "VLLMProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_VLLM_API_KEY: Final = "VLLM_API_KEY"
+VLLM_BASE_URL: Final = "http://localhost:8000"
 
 VLLMEndpoint = Literal["rerank", "score"]
 
@@ -61,6 +56,9 @@ class _ScoreResponse(BaseModel):
     data: list[ScoreResult]
     id: str | None = None
     usage: TokenUsage | None = None
+
+
+_SCORE_SHAPE = ResponseShape(_ScoreResponse, "data", "score")
 
 
 class VLLMProvider(RelevanceResultsProvider):
@@ -95,15 +93,7 @@ class VLLMProvider(RelevanceResultsProvider):
             return dumps({"model": model, "text_1": query, "text_2": documents})
         return super().encode_request(model, query, documents)
 
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        if self.endpoint == "rerank":
-            return super().decode_response(content, n_documents)
-        parsed = parse_json(_ScoreResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["score"]) for item in parsed.data), n_documents, field="data"
-        )
-        return BatchScores(
-            scores=scores,
-            input_tokens=parsed.usage.input_tokens if parsed.usage is not None else None,
-            request_id=parsed.id,
-        )
+    def shape_of_response(self) -> ResponseShape:
+        if self.endpoint == "score":
+            return _SCORE_SHAPE
+        return super().shape_of_response()

@@ -34,19 +34,14 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from .._constants import ENV_VOYAGE_API_KEY, VOYAGE_BASE_URL
-from ._base import BatchScores
-from ._indexed import (
-    IndexedProvider,
-    RelevanceResult,
-    TokenUsage,
-    dumps,
-    join_url,
-    parse_json,
-    scores_in_input_order,
-)
+from ._indexed import IndexedProvider, RelevanceResult, ResponseShape, TokenUsage
+from ._wire import dumps, join_url
 
 __all__ = ["VoyageProvider"]
+
+# Where the service lives and which variables hold its key (read once per client).
+ENV_VOYAGE_API_KEY: Final = "VOYAGE_API_KEY"
+VOYAGE_BASE_URL: Final = "https://api.voyageai.com"
 
 # Tokens per request (query tokens x documents + document tokens), per Voyage's docs.
 VOYAGE_TOKEN_BUDGET: Final = 600_000
@@ -81,6 +76,7 @@ class VoyageProvider(IndexedProvider):
     default_batch_size = 100
     # Hosted, with per-minute request and token limits per key: 8 in flight.
     default_max_concurrency = 8
+    response_shape = ResponseShape(_VoyageResponse, "data", "relevance_score")
 
     def __init__(self, *, truncation: bool = True) -> None:
         self.truncation = truncation
@@ -98,18 +94,6 @@ class VoyageProvider(IndexedProvider):
                 "truncation": self.truncation,
                 "return_documents": False,
             }
-        )
-
-    def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
-        parsed = parse_json(_VoyageResponse, content)
-        scores = scores_in_input_order(
-            ((item["index"], item["relevance_score"]) for item in parsed.data),
-            n_documents,
-            field="data",
-        )
-        return BatchScores(
-            scores=scores,
-            input_tokens=parsed.usage.input_tokens if parsed.usage is not None else None,
         )
 
     def max_tokens_per_request(self, model: str) -> int | None:

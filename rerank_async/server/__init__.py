@@ -24,9 +24,10 @@ except ImportError as _err:
     )
     raise ImportError(_msg, name=_err.name) from _err
 
-from ._app import ServerStats, create_app
+from ._app import create_app
 from ._config import ServerConfig
 from ._runner import RunningServer, running_server, serve
+from ._stats import ServerStats
 
 __all__ = [
     "RunningServer",

@@ -1,9 +1,14 @@
-"""Other services' rerank APIs on the local server: Cohere and TEI, index-based answers.
+"""The services the local server speaks, one class each, behind ``Dialect``.
 
-Real services answer with ``{index, score}`` pairs sorted by relevance rather than scores in
-input order; these routes let the client's index mapping be tested over real HTTP, with the
-same scorer, auth, stats, capacity queue and fault injection as the DeepInfra route:
+Every dialect runs through the same pipeline (``_pipeline``); a dialect only says
+what its bodies, answers and errors look like:
 
+- ``POST /v1/inference/{model}`` (DeepInfra, as documented on DeepInfra's reranker
+  model pages, e.g. ``Qwen/Qwen3-Reranker-4B``): ``{"query": str, "documents": [str,
+  ...]}`` or ``{"queries": [str, ...], "documents": [...]}``, answered with ``{"scores":
+  [...], "input_tokens": n, "request_id": ..., "inference_status": {...}}`` in input
+  order; errors are ``{"error": {"message": ...}}``, invalid bodies FastAPI's 422
+  ``{"detail": ...}``; over ``max_batch_size`` the answer is 413.
 - ``POST /v1/rerank`` and ``POST /v2/rerank`` (Cohere): ``{"model", "query", "documents":
   [str | {"text"}, ...], "top_n"?}`` answered with ``{"id", "results": [{"index",
   "relevance_score"}, ...], "meta": {...}}`` sorted by relevance and cut to ``top_n``;
@@ -16,10 +21,7 @@ same scorer, auth, stats, capacity queue and fault injection as the DeepInfra ro
   maximum allowed batch size M". ``raw_scores`` is accepted, but the lexical scorer has no
   logits: scores are always in [0, 1].
 
-One request goes through the same steps as on the DeepInfra route: auth (401), body (Cohere
-400, TEI 422), model (404, Cohere only: TEI serves one model), batch size, the fault plan
-(503, 429), the capacity queue, the simulated latency, then a dropped connection, a
-malformed 200 (truncated JSON, one result missing, or no scores), or the real answer.
+Index-based answers (Cohere, TEI) let the client's index mapping be tested over real HTTP.
 """
 
 from __future__ import annotations
@@ -28,113 +30,255 @@ import abc
 import json
 import math
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import anyio
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from ._app import InvalidBodyError, _DroppedResponse, _dumps, _string_list
-from ._faults import Fault, FaultPlan, Malformation
-from ._scoring import score_pairs
+from ._http import InvalidBodyError, json_object, required_string, string_list
+from ._scoring import count_tokens
 
-if TYPE_CHECKING:
-    from ._app import _RerankService
+__all__ = [
+    "CohereDialect",
+    "DeepInfraDialect",
+    "Dialect",
+    "IndexedDialect",
+    "ReplyContext",
+    "RerankCall",
+    "TEIDialect",
+    "parse_body",
+]
 
-__all__ = ["CohereDialect", "Dialect", "TEIDialect", "dialect_routes"]
-
-_JSON: Final = "application/json"
 # Cohere bills one search unit per query and up to 100 documents.
 _DOCUMENTS_PER_SEARCH_UNIT: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
 class RerankCall:
-    """A valid request body, whatever the dialect."""
+    """A valid request body, whatever the dialect.
 
-    query: str
+    Attributes:
+        queries: One query, or one per document (DeepInfra's ``queries`` form).
+        documents: The texts to score.
+        model: The model named in the body or the path, if the service names one.
+        top_n: How many results to return (Cohere), or all.
+        return_text: Echo each document's text in the answer (TEI).
+    """
+
+    queries: list[str]
     documents: list[str]
     model: str | None = None
     top_n: int | None = None
     return_text: bool = False
 
 
-class Dialect(abc.ABC):
-    """One service's request body, answer and error shapes."""
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What a 200 answer carries besides the scores.
 
-    name: str
-    # The status of an invalid body: FastAPI/axum 422 or a service's own 400.
-    invalid_body_status: int
+    Attributes:
+        request_id: The request's id, echoed in the body where the service does.
+        started: ``time.perf_counter()`` when the request arrived, for runtimes.
+        one_missing: Send one score too few (one too many for an empty call), so
+            the client's count check must fire.
+    """
+
+    request_id: str
+    started: float
+    one_missing: bool = False
+
+
+class Dialect(abc.ABC):
+    """One service's route, request body, answer and error shapes.
+
+    Attributes:
+        path: The route, in Starlette's syntax.
+        model_in_path: The model is a path parameter ``model``, checked before the body.
+        unauthorized_message: The 401 message.
+    """
+
+    path: str
+    model_in_path: bool = False
+    unauthorized_message: str
 
     @abc.abstractmethod
-    def parse(self, raw: bytes) -> RerankCall:
-        """The call in ``raw``; ``InvalidBodyError`` with the message if it is not valid."""
+    def parse(self, raw: bytes, model: str | None) -> RerankCall:
+        """The call in ``raw`` (``model`` from the path, if any); ``InvalidBodyError`` if bad."""
 
     @abc.abstractmethod
     def error(self, status: int, message: str, headers: dict[str, str]) -> Response:
         """An error answer in the service's shape."""
+
+    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
+        """The answer to a body ``parse`` rejected."""
+        return self.error(422, message, headers)
+
+    def model_not_found(self, model: str, headers: dict[str, str]) -> Response:
+        """The 404 answer for a model the server does not serve."""
+        return self.error(404, f"model '{model}' not found", headers)
 
     @abc.abstractmethod
     def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
         """The service's answer to a request over its batch limit."""
 
     @abc.abstractmethod
-    def payload(self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str) -> object:
-        """The JSON answer for ``(index, score)`` pairs, best first."""
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
+        """The JSON answer for ``scores`` (in input order), as ``reply`` asks."""
 
     @abc.abstractmethod
     def without_scores(self, payload: object) -> object:
         """``payload`` with its scores taken out (the "missing scores" malformation)."""
 
 
-def _ranked(scores: list[float]) -> list[tuple[int, float]]:
-    # Best first, ties by input position: what every index-based service does.
-    return sorted(enumerate(scores), key=lambda pair: (-pair[1], pair[0]))
+class IndexedDialect(Dialect):
+    """A service that answers with ``(index, score)`` pairs, best first (Cohere, TEI)."""
+
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
+        # Best first, ties by input position: what every index-based service does.
+        ranked = sorted(enumerate(scores), key=lambda pair: (-pair[1], pair[0]))
+        if reply.one_missing:
+            # One index missing, so the client's "every index exactly once" check must fire.
+            ranked = ranked[:-1]
+        return self.ranked_payload(call, ranked, reply.request_id)
+
+    @abc.abstractmethod
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
+    ) -> object:
+        """The JSON answer for ``(index, score)`` pairs, best first."""
 
 
-def _object(raw: bytes) -> dict[str, object]:
+# -- DeepInfra ------------------------------------------------------------------------------------
+
+
+def parse_body(raw: bytes) -> tuple[list[str], list[str]]:
+    """Validate a DeepInfra rerank request body.
+
+    A field set to ``null`` counts as absent, so ``{"query": "q", "queries": null, ...}`` is
+    accepted (clients that serialize every optional field send that).
+
+    Args:
+        raw: The request body.
+
+    Returns:
+        ``(queries, documents)``; ``queries`` has 1 or ``len(documents)`` entries.
+
+    Raises:
+        InvalidBodyError: With the 422 detail.
+    """
     try:
         body = json.loads(raw)
-    except ValueError as err:
-        msg = f"invalid JSON body: {err}"
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        msg = f"Invalid JSON body: {err}"
         raise InvalidBodyError(msg) from err
     if not isinstance(body, dict):
-        msg = "request body must be a JSON object"
+        msg = "Request body must be a JSON object"
         raise InvalidBodyError(msg)
-    return body
-
-
-def _required_string(body: dict[str, object], name: str) -> str:
-    value = body.get(name)
-    if value is None:
-        msg = f"missing required field: {name}"
+    if body.get("documents") is None:
+        msg = "Field required: documents"
         raise InvalidBodyError(msg)
-    if not isinstance(value, str):
-        msg = f"{name} must be a string, got {type(value).__name__}"
+    documents = string_list(body["documents"], "documents")
+    query, queries = body.get("query"), body.get("queries")
+    if query is not None and queries is not None:
+        msg = "Provide either query or queries, not both"
         raise InvalidBodyError(msg)
-    return value
+    if query is not None:
+        if not isinstance(query, str):
+            msg = f"query must be a string, got {type(query).__name__}"
+            raise InvalidBodyError(msg)
+        return [query], documents
+    if queries is None:
+        msg = "Field required: query (or queries)"
+        raise InvalidBodyError(msg)
+    queries = string_list(queries, "queries")
+    if len(queries) not in (1, len(documents)):
+        msg = (
+            f"queries has length {len(queries)}; expected 1 or the number of documents "
+            f"({len(documents)})"
+        )
+        raise InvalidBodyError(msg)
+    return queries, documents
 
 
-class CohereDialect(Dialect):
+def _input_tokens(queries: list[str], documents: list[str]) -> int:
+    doc_tokens = sum(count_tokens(d) for d in documents)
+    if len(queries) == 1:
+        return count_tokens(queries[0]) * len(documents) + doc_tokens
+    return sum(count_tokens(q) for q in queries) + doc_tokens
+
+
+def _detail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class DeepInfraDialect(Dialect):
+    """DeepInfra's ``/v1/inference/{model}``: scores in input order."""
+
+    path = "/v1/inference/{model:path}"
+    model_in_path = True
+    unauthorized_message = "Invalid API key"
+
+    def parse(self, raw: bytes, model: str | None) -> RerankCall:
+        queries, documents = parse_body(raw)
+        return RerankCall(queries=queries, documents=documents, model=model)
+
+    def error(self, status: int, message: str, headers: dict[str, str]) -> Response:
+        # DeepInfra's own errors (auth, model, size, rate) use {"error": {"message": ...}};
+        # validation errors use FastAPI's {"detail": ...}.
+        return JSONResponse({"error": {"message": message}}, status_code=status, headers=headers)
+
+    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
+        return _detail(422, message, headers)
+
+    def model_not_found(self, model: str, headers: dict[str, str]) -> Response:
+        return self.error(404, f"Model not found: {model}", headers)
+
+    def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
+        return self.error(413, f"batch size {n} > maximum allowed batch size {maximum}", headers)
+
+    def payload(self, call: RerankCall, scores: list[float], reply: ReplyContext) -> object:
+        tokens = _input_tokens(call.queries, call.documents)
+        if reply.one_missing:
+            scores = scores[:-1] if scores else [0.0]
+        return {
+            "scores": scores,
+            "input_tokens": tokens,
+            "request_id": reply.request_id,
+            "inference_status": {
+                "status": "succeeded",
+                "runtime_ms": int((time.perf_counter() - reply.started) * 1000),
+                "cost": 0.0,
+                "tokens_input": tokens,
+            },
+        }
+
+    def without_scores(self, payload: object) -> object:
+        assert isinstance(payload, dict)
+        del payload["scores"]
+        return payload
+
+
+# -- Cohere ---------------------------------------------------------------------------------------
+
+
+class CohereDialect(IndexedDialect):
     """Cohere's ``/v1/rerank`` and ``/v2/rerank``.
 
     Args:
-        version: ``"1"`` or ``"2"``, reported in ``meta.api_version``.
+        version: ``"1"`` or ``"2"``: the route, and ``meta.api_version``.
     """
 
-    name = "cohere"
-    invalid_body_status = 400
+    unauthorized_message = "invalid api token"
 
     def __init__(self, version: str) -> None:
         self.version = version
+        self.path = f"/v{version}/rerank"
 
-    def parse(self, raw: bytes) -> RerankCall:
-        body = _object(raw)
-        model = _required_string(body, "model")
-        query = _required_string(body, "query")
+    def parse(self, raw: bytes, model: str | None) -> RerankCall:
+        body = json_object(raw)
+        model = required_string(body, "model")
+        query = required_string(body, "query")
         documents = body.get("documents")
         if not isinstance(documents, list):
             msg = "documents must be a list of strings or {'text': ...} objects"
@@ -151,8 +295,8 @@ class CohereDialect(Dialect):
             msg = f"top_n must be at least 1, got {top_n}"
             raise InvalidBodyError(msg)
         return RerankCall(
-            query=query,
-            documents=_string_list(texts, "documents"),
+            queries=[query],
+            documents=string_list(texts, "documents"),
             model=model,
             top_n=top_n,
         )
@@ -164,11 +308,16 @@ class CohereDialect(Dialect):
             headers=headers,
         )
 
+    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
+        return self.error(400, message, headers)
+
     def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
         message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
         return self.error(400, message, headers)
 
-    def payload(self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str) -> object:
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
+    ) -> object:
         kept = ranked if call.top_n is None else ranked[: call.top_n]
         return {
             "id": request_id,
@@ -187,6 +336,8 @@ class CohereDialect(Dialect):
         return payload
 
 
+# -- TEI ------------------------------------------------------------------------------------------
+
 # TEI's error_type per status (text-embeddings-inference's ErrorType).
 _TEI_ERROR_TYPES: Final = {
     401: "Unauthorized",
@@ -197,19 +348,19 @@ _TEI_ERROR_TYPES: Final = {
 }
 
 
-class TEIDialect(Dialect):
-    """Text Embeddings Inference's ``/rerank``."""
+class TEIDialect(IndexedDialect):
+    """Text Embeddings Inference's ``/rerank``; it serves one model and names none."""
 
-    name = "tei"
-    invalid_body_status = 422
+    path = "/rerank"
+    unauthorized_message = "invalid api token"
 
-    def parse(self, raw: bytes) -> RerankCall:
-        body = _object(raw)
-        query = _required_string(body, "query")
+    def parse(self, raw: bytes, model: str | None) -> RerankCall:
+        body = json_object(raw)
+        query = required_string(body, "query")
         if body.get("texts") is None:
             msg = "missing field `texts`"
             raise InvalidBodyError(msg)
-        texts = _string_list(body["texts"], "texts")
+        texts = string_list(body["texts"], "texts")
         if not texts:
             msg = "`texts` cannot be empty"
             raise InvalidBodyError(msg)
@@ -217,7 +368,7 @@ class TEIDialect(Dialect):
         if not isinstance(return_text, bool):
             msg = f"return_text must be a boolean, got {type(return_text).__name__}"
             raise InvalidBodyError(msg)
-        return RerankCall(query=query, documents=texts, return_text=return_text)
+        return RerankCall(queries=[query], documents=texts, return_text=return_text)
 
     def error(self, status: int, message: str, headers: dict[str, str]) -> Response:
         error_type = _TEI_ERROR_TYPES.get(status, "Backend")
@@ -228,7 +379,9 @@ class TEIDialect(Dialect):
     def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
         return self.error(422, f"batch size {n} > maximum allowed batch size {maximum}", headers)
 
-    def payload(self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str) -> object:
+    def ranked_payload(
+        self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
+    ) -> object:
         if call.return_text:
             return [
                 {"index": index, "score": score, "text": call.documents[index]}
@@ -239,92 +392,3 @@ class TEIDialect(Dialect):
     def without_scores(self, payload: object) -> object:
         assert isinstance(payload, list)
         return [{"index": item["index"]} for item in payload]
-
-
-class _DialectRoute:
-    """One dialect's endpoint over the DeepInfra route's service: same stats, faults, queue."""
-
-    def __init__(self, service: _RerankService, dialect: Dialect) -> None:
-        self.service = service
-        self.dialect = dialect
-
-    async def endpoint(self, request: Request) -> Response:
-        started = time.perf_counter()
-        return await self.service.counted(lambda: self._handle(request, uuid.uuid4().hex, started))
-
-    async def _handle(self, request: Request, request_id: str, started: float) -> Response:
-        service, dialect = self.service, self.dialect
-        cfg = service.config
-        headers = {"x-request-id": request_id}
-        if not service._authorized(request):
-            return dialect.error(401, "invalid api token", headers)
-        try:
-            call = dialect.parse(await request.body())
-        except InvalidBodyError as err:
-            return dialect.error(dialect.invalid_body_status, str(err), headers)
-        if (
-            call.model is not None
-            and cfg.known_models is not None
-            and call.model not in cfg.known_models
-        ):
-            return dialect.error(404, f"model '{call.model}' not found", headers)
-        n = len(call.documents)
-        service.stats.documents += n
-        if cfg.max_batch_size is not None and n > cfg.max_batch_size:
-            return dialect.too_large(n, cfg.max_batch_size, headers)
-
-        plan = service.faults.plan(n)
-        if plan.fault is Fault.ERROR_503:
-            return dialect.error(503, "Service temporarily unavailable (simulated)", headers)
-        if plan.fault is Fault.ERROR_429:
-            if cfg.retry_after_s is not None:
-                headers["retry-after"] = str(math.ceil(cfg.retry_after_s))
-            return dialect.error(429, "Rate limit exceeded (simulated)", headers)
-
-        limiter = service.capacity_limiter()
-        if limiter is None:
-            return await self._process(call, plan, headers, request_id)
-        async with limiter:
-            return await self._process(call, plan, headers, request_id)
-
-    async def _process(
-        self, call: RerankCall, plan: FaultPlan, headers: dict[str, str], request_id: str
-    ) -> Response:
-        stats = self.service.stats
-        stats.start_processing()
-        try:
-            if plan.delay_s > 0.0:
-                await anyio.sleep(plan.delay_s)
-            scores = score_pairs([call.query], call.documents)
-        finally:
-            stats.processing -= 1
-        ranked = _ranked(scores)
-        if plan.fault is Fault.MALFORMED and plan.malformation is Malformation.WRONG_COUNT:
-            # One index missing, so the client's "every index exactly once" check must fire.
-            ranked = ranked[:-1]
-        payload = self.dialect.payload(call, ranked, request_id)
-        if plan.fault is Fault.DROP:
-            return _DroppedResponse(_dumps(payload), media_type=_JSON, headers=headers)
-        body: bytes
-        if plan.fault is Fault.MALFORMED and plan.malformation is not None:
-            stats.malformed += 1
-            if plan.malformation is Malformation.TRUNCATED_JSON:
-                full = _dumps(payload)
-                body = full[: len(full) // 2]
-            elif plan.malformation is Malformation.MISSING_SCORES:
-                body = _dumps(self.dialect.without_scores(payload))
-            else:
-                body = _dumps(payload)
-        else:
-            body = _dumps(payload)
-        return Response(body, media_type=_JSON, headers=headers)
-
-
-def dialect_routes(service: _RerankService) -> list[Route]:
-    """The Cohere and TEI routes, sharing ``service``'s stats, faults and capacity."""
-    return [
-        # Bound methods: Starlette treats any other callable as a raw ASGI app.
-        Route("/v1/rerank", _DialectRoute(service, CohereDialect("1")).endpoint, methods=["POST"]),
-        Route("/v2/rerank", _DialectRoute(service, CohereDialect("2")).endpoint, methods=["POST"]),
-        Route("/rerank", _DialectRoute(service, TEIDialect()).endpoint, methods=["POST"]),
-    ]

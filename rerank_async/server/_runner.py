@@ -19,8 +19,9 @@ from typing import Final, cast
 import httpx
 import uvicorn
 
-from ._app import INFERENCE_PREFIX, ServerStats, create_app
+from ._app import INFERENCE_PREFIX, create_app
 from ._config import ServerConfig
+from ._stats import ServerStats
 
 __all__ = ["RunningServer", "running_server", "serve"]
 

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.cli import main
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
@@ -301,6 +304,7 @@ def test_progress_display_on_a_terminal(
     assert "Summary" in text
 
 
+@pytest.mark.slow
 def test_2000_mixed_requests_through_15_percent_faults(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -373,6 +377,7 @@ def wait_for_records(out: Path, process: subprocess.Popen[bytes], at_least: int)
 
 
 @pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.slow
 def test_killed_halfway_then_rerun_completes_the_file(
     slow_server: RunningServer, tmp_path: Path, kill: signal.Signals
 ) -> None:
@@ -409,6 +414,7 @@ def test_killed_halfway_then_rerun_completes_the_file(
     assert figures["requests_ok"] == 300 - len(before)
 
 
+@pytest.mark.slow
 def test_a_second_sigint_stops_at_once(slow_server: RunningServer, tmp_path: Path) -> None:
     requests = make_requests(200, seed=9, sizes=[200] * 200)  # 13 batches each: slow to finish
     source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"

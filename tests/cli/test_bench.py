@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.cli import main
 from rerank_async.cli._bench import CellResult, best_cell
 from rerank_async.cli._bench_args import int_list
@@ -60,6 +63,7 @@ def test_int_list_rejects(text: str) -> None:
 
 @pytest.mark.integration
 def test_bench_against_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra")
     report, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     with running_server(ServerConfig(latency_ms=2, capacity=4)) as server:
         code = main(
@@ -83,6 +87,7 @@ def test_bench_against_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture
 
 @pytest.mark.integration
 def test_bench_starts_its_own_server(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("aiohttp", reason="--engine aiohttp needs the aiohttp extra")
     code = main(
         ["bench", "--batch-size", "16", "--concurrency", "2", "--candidates", "32",
          "--requests", "2", "--warmup", "0", "--latency-ms", "1", "--engine", "aiohttp"]

@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.cli import main
 from rerank_async.server import RunningServer, ServerConfig, running_server
 
@@ -168,3 +171,51 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("rerank-async ")
+
+
+def test_client_flags_default_to_the_provider() -> None:
+    from rerank_async.cli._common import client_from_args
+    from rerank_async.cli._main import build_parser
+
+    argv = ["rerank", "q", "a", "--provider", "TEI", "--base-url", "http://127.0.0.1:1"]
+    client = client_from_args(build_parser(argv).parse_args(argv))
+    provider = client.provider
+    assert provider.name == "tei"
+    assert client.options.batch_size == provider.default_batch_size
+    assert client.options.max_concurrency == provider.default_max_concurrency
+
+    argv = ["rerank", "q", "a", "--batch-size", "5", "--concurrency", "3"]
+    client = client_from_args(build_parser(argv).parse_args(argv))
+    assert (client.provider.name, client.options.batch_size) == ("deepinfra", 5)
+    assert client.options.max_concurrency == 3
+
+
+def test_an_unknown_provider_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rerank", "q", "a", "--provider", "nosuch"])
+    assert exit_info.value.code == 2
+    assert "--provider" in capsys.readouterr().err
+
+
+def test_a_command_whose_module_cannot_load_names_its_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_async.cli import _main
+
+    broken = _main._Command("._no_such_module", "needs an extra", "rerank-async[imaginary]")
+    monkeypatch.setitem(_main._COMMANDS, "rerank", broken)
+    assert main(["rerank", "q", "a", "--anything"]) == 2
+    err = capsys.readouterr().err
+    assert "install rerank-async[imaginary]" in err
+    assert "_no_such_module" in err
+
+
+def test_only_the_chosen_command_is_built(capsys: pytest.CaptureFixture[str]) -> None:
+    from rerank_async.cli._main import build_parser
+
+    parser = build_parser(["serve"])
+    args = parser.parse_args(["serve", "--port", "1234"])
+    assert args.port == 1234
+    with pytest.raises(SystemExit):
+        parser.parse_args(["rerank", "q", "--top-k", "3"])  # listed, but without its flags
+    capsys.readouterr()

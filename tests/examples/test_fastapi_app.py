@@ -11,6 +11,9 @@ import anyio
 import httpx
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.server import ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
 
@@ -29,6 +32,7 @@ def load_example() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 async def test_many_concurrent_requests_share_one_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     with running_server(ServerConfig(latency_ms=3, capacity=64)) as server:
         monkeypatch.setenv("RERANK_ASYNC_BASE_URL", server.base_url)

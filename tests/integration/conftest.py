@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.server import RunningServer, ServerConfig, running_server
 
 

@@ -8,6 +8,9 @@ import socket
 import anyio
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async import (
     APIConnectionError,
     APITimeoutError,
@@ -17,6 +20,7 @@ from rerank_async import (
 )
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
+from tests.conftest import ENGINES
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +46,12 @@ def corpus(n: int, seed: int = 3) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=6)) + f" #{i % (n // 2 + 1)}" for i in range(n)]
 
 
-ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
-
-
 def truth(documents: list[str]) -> list[float]:
     return [reference_score(QUERY, d) for d in documents]
 
 
 @ENGINES
+@pytest.mark.slow
 async def test_10k_documents_score_identically_at_any_batch_size(
     server: RunningServer, engine: str
 ) -> None:
@@ -198,13 +200,13 @@ async def test_cancellation_leaves_nothing_running(engine: str) -> None:
         ) as client:
             with anyio.move_on_after(0.3):
                 await client.score(QUERY, corpus(100))
-            assert client._limiter.in_use == 0
+            assert client.statistics().in_flight == 0
             for _ in range(200):  # the server notices the closed connections
                 if slow.stats()["in_flight"] == 0:
                     break
                 await anyio.sleep(0.01)
             assert slow.stats()["in_flight"] == 0
-            assert client._outstanding_batches == 0
+            assert client.statistics().outstanding_batches == 0
             assert not client.is_closed
 
 
@@ -228,7 +230,7 @@ async def test_hedging_over_the_wire(engine: str) -> None:
             hedge_after=0.05,
         ) as client:  # fmt: skip
             result = await client.rerank(QUERY, documents)
-            assert client._limiter.in_use == 0
+            assert client.statistics().in_flight == 0
         stats = tailed.stats()
     assert result.scores == truth(documents)
     assert result.usage.hedges > 0

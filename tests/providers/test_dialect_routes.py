@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.server import ServerConfig, create_app
 from rerank_async.server._scoring import score
 

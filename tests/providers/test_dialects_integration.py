@@ -11,17 +11,20 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async import AuthenticationError, RerankClient, ResponseValidationError
 from rerank_async.providers import CohereProvider, JinaProvider, Provider, TEIProvider
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
+from tests.conftest import ENGINES
 
 pytestmark = pytest.mark.integration
 
 QUERY = "solar battery storage for the home grid"
 WORDS = ["solar", "battery", "storage", "home", "grid", "panel", "roof", "energy", "coffee",
          "marathon", "volcano", "city"]  # fmt: skip
-ENGINES = pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
 
 
 def corpus(n: int, seed: int = 5) -> list[str]:

@@ -27,12 +27,9 @@ from rerank_async.providers import (
     VoyageProvider,
     resolve_provider,
 )
-from rerank_async.providers._indexed import (
-    document_limit_in,
-    join_url,
-    scores_in_input_order,
-    sigmoid,
-)
+from rerank_async.providers._indexed import document_limit_in, scores_in_input_order
+from rerank_async.providers._wire import join_url
+from rerank_async.providers._wire import logistic as sigmoid
 from tests.conftest import make_client, pointwise_score
 from tests.providers.specs import BY_NAME, QUERY, FakeService, Spec, json_response
 
@@ -556,3 +553,17 @@ async def test_listwise_model_sends_one_request_per_call(mock_api: respx.MockRou
     assert fake.batch_sizes == [64]
     assert fake.bodies[0]["top_n"] == 64
     assert result.scores == [pointwise_score(QUERY, d) for d in documents]
+
+
+def test_index_based_providers_declare_their_shape_and_share_one_decoder() -> None:
+    from rerank_async.providers._indexed import IndexedProvider
+
+    every = [resolve_provider(name) for name in providers.provider_names()]
+    indexed = [p for p in every if isinstance(p, IndexedProvider)]
+    assert len(indexed) >= 9
+    for provider in indexed:
+        assert type(provider).decode_response is IndexedProvider.decode_response, provider.name
+        shape = provider.shape_of_response()
+        assert shape.results in shape.model.model_fields, provider.name
+    score_shape = VLLMProvider(endpoint="score").shape_of_response()
+    assert (score_shape.results, score_shape.score) == ("data", "score")

@@ -6,6 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 from rerank_async.server._scoring import (
     COVERAGE_WEIGHT,
     DENSITY_WEIGHT,

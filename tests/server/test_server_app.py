@@ -19,10 +19,14 @@ import httpx
 import pytest
 from starlette.types import Message
 
+pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
+pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
+
 import rerank_async.server
 from rerank_async.server import ServerConfig, create_app, running_server
-from rerank_async.server._app import InvalidBodyError, parse_body
+from rerank_async.server._dialects import parse_body
 from rerank_async.server._faults import Fault, FaultInjector, Malformation
+from rerank_async.server._http import InvalidBodyError
 from rerank_async.server._scoring import score_pairs
 
 MODEL = "cross-encoder/ms-marco-MiniLM-L-12-v2"

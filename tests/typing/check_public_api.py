@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 
 from rerank_async import (
     APIStatusError,
+    ClientStatistics,
     DeepInfraProvider,
     RankedDocument,
     RerankClient,
     RerankError,
     RerankResult,
+    RetryPolicy,
     Usage,
 )
 
@@ -50,3 +54,14 @@ async def error_handling(client: RerankClient) -> int | None:
         span: tuple[int, int] | None = error.document_range
         return span[0] if span else None
     return None
+
+
+async def public_test_seams(client: RerankClient) -> int:
+    async def no_wait(seconds: float) -> None:
+        del seconds
+
+    client.set_retry_policy(dataclasses.replace(client.options.retry, sleep=no_wait))
+    client.set_retry_policy(RetryPolicy(max_retries=1))
+    stats: ClientStatistics = client.statistics()
+    in_flight: int = stats.in_flight
+    return in_flight + stats.waiting + stats.outstanding_batches + stats.batch_limit

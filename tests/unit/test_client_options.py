@@ -7,11 +7,11 @@ import pytest
 import respx
 
 from rerank_async import RerankClient
-from rerank_async._constants import (
+from rerank_async._constants import DEFAULT_MIN_BATCH_SIZE
+from rerank_async.providers.deepinfra import (
     DEEPINFRA_BASE_URL,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MIN_BATCH_SIZE,
     DEFAULT_MODEL,
 )
 from tests.conftest import URL, make_client
@@ -217,6 +217,7 @@ def test_http_engine_is_checked() -> None:
 def test_aiohttp_timeout_mapping(
     timeout: httpx.Timeout | float | None, expected: tuple[float | None, ...]
 ) -> None:
+    pytest.importorskip("aiohttp", reason="the aiohttp extra")
     from rerank_async._aiohttp_transport import client_timeout
 
     mapped = client_timeout(timeout)

@@ -302,7 +302,7 @@ async def test_one_failed_batch_cancels_the_others(mock_api: respx.MockRouter) -
             await started.wait()
             return httpx.Response(401, json={"error": "bad key"})
         started.set()
-        await anyio.sleep(30)  # cancelled long before
+        await anyio.sleep_forever()  # cancelled long before
         completed.append("slow")
         return httpx.Response(200, json={"scores": [0.0] * 4})
 
@@ -316,7 +316,7 @@ async def test_one_failed_batch_cancels_the_others(mock_api: respx.MockRouter) -
 async def test_total_timeout_reports_documents_scored(mock_api: respx.MockRouter) -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         if b'"doc 0"' not in request.content:
-            await anyio.sleep(30)
+            await anyio.sleep_forever()
         return httpx.Response(200, json={"scores": [0.5] * 4})
 
     mock_api.post(URL).mock(side_effect=handler)
@@ -329,7 +329,7 @@ async def test_total_timeout_reports_documents_scored(mock_api: respx.MockRouter
 
 async def test_per_call_total_timeout_overrides_client(mock_api: respx.MockRouter) -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep(30)
+        await anyio.sleep_forever()
         return httpx.Response(200, json={"scores": [0.5]})
 
     mock_api.post(URL).mock(side_effect=handler)
@@ -351,7 +351,7 @@ async def test_cancelling_the_caller_cancels_requests_and_keeps_client_usable(
         entered.set()
         try:
             if slow:
-                await anyio.sleep(30)
+                await anyio.sleep_forever()
             return httpx.Response(200, json={"scores": [0.5] * request.content.count(b'"doc ')})
         finally:
             in_flight -= 1
@@ -364,8 +364,8 @@ async def test_cancelling_the_caller_cancels_requests_and_keeps_client_usable(
             await entered.wait()
             tg.cancel_scope.cancel()
         assert in_flight == 0
-        assert client._outstanding_batches == 0
-        assert client._limiter.in_use == 0
+        assert client.statistics().outstanding_batches == 0
+        assert client.statistics().in_flight == 0
         assert len(asyncio.all_tasks()) == tasks_before
         slow = False
         assert await client.score(QUERY, ["doc 1"]) == [0.5]
@@ -418,7 +418,7 @@ async def test_logging_records(fake: FakeReranker, caplog: pytest.LogCaptureFixt
 async def test_deadline_counts_duplicates_as_scored(mock_api: respx.MockRouter) -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
         if b'"a"' not in request.content:
-            await anyio.sleep(30)
+            await anyio.sleep_forever()
         return httpx.Response(200, json={"scores": [0.5]})
 
     mock_api.post(URL).mock(side_effect=handler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import anyio
 import httpx
 import pytest
@@ -28,7 +30,7 @@ def slow_first_copy(seconds: float) -> FakeReranker:
 
 
 async def test_a_slow_batch_is_hedged_and_the_fast_copy_wins(mock_api: respx.MockRouter) -> None:
-    fake = slow_first_copy(30.0)
+    fake = slow_first_copy(math.inf)  # the first copy never answers; the hedge must
     mock_api.post(URL).mock(side_effect=fake)
     records: list[RequestRecord] = []
     documents = ["a", "b", "c"]
@@ -37,7 +39,7 @@ async def test_a_slow_batch_is_hedged_and_the_fast_copy_wins(mock_api: respx.Moc
     ) as client:
         with anyio.fail_after(5):
             result = await client.rerank(QUERY, documents)
-        assert client._limiter.in_use == 0
+        assert client.statistics().in_flight == 0
     assert result.scores == [pointwise_score(QUERY, d) for d in documents]
     assert result.usage.hedges == 1
     assert result.usage.requests == 2
@@ -72,18 +74,24 @@ async def test_a_fast_failure_is_not_hedged(mock_api: respx.MockRouter) -> None:
 
 async def test_the_copy_rescues_a_failing_slow_request(mock_api: respx.MockRouter) -> None:
     calls = 0
+    copy_arrived = anyio.Event()
+    first_failed = anyio.Event()
 
     async def handler(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        if calls == 1:
-            await anyio.sleep(0.1)
+        if calls == 1:  # slow, then failing: it answers 503 only once the copy is out
+            await copy_arrived.wait()
+            first_failed.set()
             return httpx.Response(503)
+        copy_arrived.set()
+        await first_failed.wait()
         return httpx.Response(200, json={"scores": [0.25]})
 
     mock_api.post(URL).mock(side_effect=handler)
     async with make_client(hedge_after=0.01, max_retries=0) as client:
-        result = await client.rerank(QUERY, ["a"])
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, ["a"])
     assert result.scores == [0.25]
     assert result.usage.hedges == 1
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -90,13 +91,29 @@ async def test_input_is_read_lazily() -> None:
 
 
 async def test_small_request_does_not_wait_behind_a_big_one(mock_api: respx.MockRouter) -> None:
-    fake = FakeReranker(delay=0.005)
-    mock_api.post(URL).mock(side_effect=fake)
+    fake = FakeReranker()
     big = RerankRequest(query="q", documents=[f"big {i}" for i in range(60)], id="big")
     small = RerankRequest(query="q", documents=["small"], id="small")
-    order = [o.id for o in await collect({"batch_size": 3, "max_concurrency": 2}, [big, small])]
+    big_batches = 20  # 60 documents at batch_size 3
+    planned = anyio.Event()  # big's batches and small's one are all planned
+    async with make_client(batch_size=3, max_concurrency=2) as client:
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            # Big's first requests hold both slots until small is planned too, so small
+            # queues for a slot behind all 18 of big's other batches.
+            while not planned.is_set():
+                if client.statistics().outstanding_batches == big_batches + 1:
+                    planned.set()
+                await anyio.lowlevel.checkpoint()
+            return await fake(request)
+
+        mock_api.post(URL).mock(side_effect=handler)
+        with anyio.fail_after(5):
+            async with client.rerank_many([big, small]) as outcomes:
+                order = [outcome.id async for outcome in outcomes]
+    assert fake.batch_sizes.count(3) == big_batches
     assert order == ["small", "big"]
-    # The small request got the second free slot, not a place behind 20 batches.
+    # The small request got the second slot freed, not a place behind every batch of big.
     first_small = next(i for i, b in enumerate(fake.bodies) if b["documents"] == ["small"])
     assert first_small <= 3
 
@@ -145,15 +162,25 @@ async def test_a_broken_input_stops_the_run(fake: FakeReranker) -> None:
 
 
 async def test_leaving_early_cancels_the_rest(mock_api: respx.MockRouter) -> None:
-    fake = FakeReranker(delay=0.02)
-    mock_api.post(URL).mock(side_effect=fake)
+    fake = FakeReranker()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if fake.calls:  # the first request answers; the rest wait until cancelled
+            fake.in_flight += 1
+            try:
+                await anyio.sleep_forever()
+            finally:
+                fake.in_flight -= 1
+        return await fake(request)
+
+    mock_api.post(URL).mock(side_effect=handler)
     tasks_before = len(asyncio.all_tasks())
     async with make_client(max_concurrency=4) as client:
         async with client.rerank_many(requests(200)) as outcomes:
             async for _ in outcomes:
                 break
         assert fake.in_flight == 0
-        assert client._limiter.in_use == 0
+        assert client.statistics().in_flight == 0
         assert len(asyncio.all_tasks()) == tasks_before
     assert fake.calls < 200
 

@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rerank_async import BadRequestError, DeepInfraProvider, RerankClient
-from tests.conftest import MODEL, URL, FakeReranker, make_client, pointwise_score, scored_response
+from tests.conftest import (
+    MODEL,
+    URL,
+    CompletionGate,
+    FakeReranker,
+    make_client,
+    pointwise_score,
+    scored_response,
+)
 
 QUERY = "What is the capital of France?"
 
@@ -33,13 +41,24 @@ async def test_scores_come_back_in_input_order(fake: FakeReranker, client: Reran
 
 async def test_merge_survives_reverse_completion_order(mock_api: respx.MockRouter) -> None:
     # The first batch answers last: a merge that trusted completion order would misplace scores.
-    fake = FakeReranker(delay=lambda body: 0.002 * (100 - int(body["documents"][0].split()[1])))
-    mock_api.post(URL).mock(side_effect=fake)
+    gate = CompletionGate(order=list(range(9, -1, -1)))
+    fake = FakeReranker()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        batch = int(json.loads(request.content)["documents"][0].split()[1]) // 10
+        await gate.turn(batch)
+        try:
+            return await fake(request)
+        finally:
+            gate.finished(batch)
+
+    mock_api.post(URL).mock(side_effect=handler)
     documents = [f"doc {i}" for i in range(100)]
     async with make_client(batch_size=10, max_concurrency=10) as client:
-        result = await client.rerank(QUERY, documents)
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, documents)
+    assert gate.completed == list(range(9, -1, -1))  # really answered in reverse
     assert result.scores == expected_scores(documents)
-    assert fake.max_in_flight == 10
 
 
 async def test_results_are_ranked_best_first_with_stable_ties(mock_api: respx.MockRouter) -> None:
@@ -116,13 +135,23 @@ async def test_small_call_spreads_over_idle_slots(fake: FakeReranker) -> None:
 
 async def test_concurrent_calls_do_not_over_split(mock_api: respx.MockRouter) -> None:
     # While one call occupies every slot, the next one is planned in full batches.
-    fake = FakeReranker(delay=0.01)
-    mock_api.post(URL).mock(side_effect=fake)
+    release = anyio.Event()
+    fake = FakeReranker()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await release.wait()  # the first call's batches hold their slots until b is planned
+        return await fake(request)
+
+    mock_api.post(URL).mock(side_effect=handler)
     async with make_client(batch_size=50, min_batch_size=5, max_concurrency=4) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.rerank, QUERY, [f"a{i}" for i in range(40)])
             await anyio.lowlevel.checkpoint()
             tg.start_soon(client.rerank, QUERY, [f"b{i}" for i in range(40)])
+            with anyio.fail_after(5):
+                while client.statistics().outstanding_batches < 5:  # 4 of a, 1 of b
+                    await anyio.lowlevel.checkpoint()
+            release.set()
     sizes_b = [len(b["documents"]) for b in fake.bodies if b["documents"][0].startswith("b")]
     assert sizes_b == [40]
 
@@ -210,7 +239,7 @@ async def test_any_batching_gives_pointwise_scores(
 async def test_concurrency_bound_holds_across_500_concurrent_calls(
     mock_api: respx.MockRouter,
 ) -> None:
-    fake = FakeReranker(delay=0.001)
+    fake = FakeReranker()
     mock_api.post(URL).mock(side_effect=fake)
     results: dict[int, list[float]] = {}
 
@@ -262,19 +291,25 @@ async def test_big_call_body_shapes(fake: FakeReranker) -> None:
 async def test_custom_transport_with_scrambled_completion_order() -> None:
     # A caller's own httpx client and transport: the batches finish in a shuffled order.
     finish_order = [5, 2, 7, 0, 3, 6, 1, 4]
+    gate = CompletionGate(order=finish_order)
 
     async def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        first = int(body["documents"][0].split()[1])
-        await anyio.sleep(0.001 * finish_order.index(first // 4))
-        return scored_response(body)
+        batch = int(body["documents"][0].split()[1]) // 4
+        await gate.turn(batch)
+        try:
+            return scored_response(body)
+        finally:
+            gate.finished(batch)
 
     documents = [f"doc {i}" for i in range(32)]
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http_client:
         async with make_client(
             http_client=http_client, batch_size=4, min_batch_size=4, max_concurrency=8
         ) as client:
-            result = await client.rerank(QUERY, documents)
+            with anyio.fail_after(5):
+                result = await client.rerank(QUERY, documents)
+    assert gate.completed == finish_order  # really scrambled, not in batch order
     assert result.scores == expected_scores(documents)
 
 

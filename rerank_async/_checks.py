@@ -1,0 +1,70 @@
+"""Argument checks shared by option resolution and each call; raised before any request.
+
+A leaf: it imports nothing from the package, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = [
+    "check_int",
+    "check_seconds",
+    "checked_documents",
+    "checked_query",
+    "non_empty",
+]
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``; the error names ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    """``value`` as a finite, non-negative (or positive) number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound} seconds, got {value}")
+    return float(value)
+
+
+def non_empty(name: str, value: object) -> str:
+    """``value`` as a str that is not blank."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def checked_query(query: object) -> str:
+    """A query must be a non-blank str."""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, not {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query must not be empty or blank")
+    return query
+
+
+def checked_documents(documents: object) -> list[str]:
+    """A call's documents as a list of str; a lone str is refused, not split into letters."""
+    if isinstance(documents, str | bytes):
+        raise TypeError(
+            f"documents must be a sequence of str, not a single {type(documents).__name__}; "
+            "wrap one document in a list"
+        )
+    if not isinstance(documents, Sequence):
+        raise TypeError(f"documents must be a sequence of str, not {type(documents).__name__}")
+    checked = list(documents)
+    for index, document in enumerate(checked):
+        if not isinstance(document, str):
+            raise TypeError(f"documents[{index}] must be a str, not {type(document).__name__}")
+    return checked

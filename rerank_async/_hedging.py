@@ -1,0 +1,80 @@
+"""The hedging race: a slow attempt gets a second copy when a slot is free; first answer wins."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from ._limiter import Limiter
+
+__all__ = ["race_hedged"]
+
+T = TypeVar("T")
+
+
+async def race_hedged(
+    send: Callable[[], Awaitable[T]],
+    *,
+    hedge_after: float,
+    limiter: Limiter,
+    on_hedge: Callable[[], None] | None = None,
+) -> T:
+    """Run ``send``, and if it has not answered within ``hedge_after`` s, race a second copy.
+
+    A heavy-tailed server keeps a few requests far longer than the rest, and a
+    call waits for its slowest batch. The copy goes out only when a slot is free
+    right now (``limiter.try_acquire``), so hedging never exceeds the limit nor
+    delays anyone else's request. The first answer wins and the other copy is
+    cancelled; only when both fail does the race fail, with the first error.
+
+    The caller already holds a slot for the first copy; the copy's extra slot is
+    taken and given back here.
+
+    Args:
+        send: One attempt; each copy calls it once.
+        hedge_after: Seconds to wait for the first copy before hedging.
+        limiter: Where the copy's extra slot comes from.
+        on_hedge: Called when the copy is sent.
+
+    Returns:
+        The first successful answer.
+
+    Raises:
+        The first copy's error to fail, when no copy succeeds.
+    """
+    answers: list[T] = []
+    failures: list[Exception] = []
+    running = 0
+    settled = anyio.Event()
+
+    async def copy(holds_extra_slot: bool) -> None:
+        nonlocal running
+        try:
+            answers.append(await send())
+            settled.set()
+        except Exception as error:  # kept, raised below if no copy succeeds
+            failures.append(error)
+        finally:
+            running -= 1
+            if holds_extra_slot:
+                limiter.release()
+            if running == 0:
+                settled.set()
+
+    async with anyio.create_task_group() as racers:
+        running = 1
+        racers.start_soon(copy, False)
+        with anyio.move_on_after(hedge_after):
+            await settled.wait()
+        if not settled.is_set() and limiter.try_acquire():
+            if on_hedge is not None:
+                on_hedge()
+            running += 1
+            racers.start_soon(copy, True)
+        await settled.wait()
+        racers.cancel_scope.cancel()  # the slower copy, if any, is not needed
+    if answers:
+        return answers[0]
+    raise failures[0]
