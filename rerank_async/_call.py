@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Final
 
+import anyio
 from anyio.abc import TaskGroup
 
-from ._batching import ScoreSlots, dedupe, fan_out
+from ._batching import Deduper, ScoreSlots, dedupe, fan_out, has_duplicates
 from .providers import BatchScores
 
-__all__ = ["CallState", "batch_range_bounds"]
+__all__ = ["LARGE_CALL_CHARS", "CallState", "batch_range_bounds"]
+
+# Characters of text above which a call's whole-call passes (dedupe's hashing) run a
+# slice per turn of the event loop: hashing 40 MB takes tens of milliseconds, measured.
+LARGE_CALL_CHARS: Final = 1_000_000
+# Characters hashed per turn when deduplicating a large call.
+_TURN_CHARS: Final = 250_000
 
 
 def batch_range_bounds(document_range: tuple[int, int]) -> tuple[int, int]:
@@ -34,6 +42,7 @@ class CallState:
         "first_index",
         "hedges",
         "input_tokens",
+        "large",
         "positions",
         "query",
         "requests",
@@ -43,9 +52,18 @@ class CallState:
         "unique",
     )
 
-    task_group: TaskGroup
-
-    def __init__(self, *, query: str, unique: list[str], positions: list[int] | None) -> None:
+    def __init__(
+        self,
+        *,
+        query: str,
+        unique: list[str],
+        positions: list[int] | None,
+        large: bool = False,
+    ) -> None:
+        # Set while the call's batches run in a task group; a one-batch call has none.
+        self.task_group: TaskGroup | None = None
+        # Over LARGE_CALL_CHARS of text: its batches start one per turn of the event loop.
+        self.large = large
         self.query = query
         self.unique = unique
         self.positions = positions
@@ -69,13 +87,32 @@ class CallState:
                     seen += 1
 
     @classmethod
-    def for_documents(cls, query: str, documents: list[str], *, dedupe_them: bool) -> CallState:
-        """A call's state, sending identical documents once when ``dedupe_them``."""
-        if dedupe_them:
+    async def for_documents(
+        cls, query: str, documents: list[str], *, dedupe_them: bool
+    ) -> CallState:
+        """A call's state, sending identical documents once when ``dedupe_them``.
+
+        Most calls have no duplicates, and a C-speed set check skips dedupe's
+        loop for them. A large call is deduplicated a slice per turn of the
+        event loop, so that hashing megabytes of text stalls no other task.
+        """
+        chars = sum(map(len, documents))
+        large = chars >= LARGE_CALL_CHARS
+        if not dedupe_them:
+            return cls(query=query, unique=documents, positions=None, large=large)
+        if not large:
+            if not has_duplicates(documents):
+                return cls(query=query, unique=documents, positions=None)
             unique, positions = dedupe(documents)
-            if len(unique) < len(documents):  # without duplicates, skip the fan-out copy
-                return cls(query=query, unique=unique, positions=positions)
-        return cls(query=query, unique=documents, positions=None)
+            return cls(query=query, unique=unique, positions=positions)
+        deduper = Deduper()
+        step = max(1, len(documents) * _TURN_CHARS // chars)
+        for start in range(0, len(documents), step):
+            deduper.add(documents[start : start + step])
+            await anyio.lowlevel.checkpoint()
+        if len(deduper.unique) == len(documents):
+            return cls(query=query, unique=documents, positions=None, large=True)
+        return cls(query=query, unique=deduper.unique, positions=deduper.positions, large=True)
 
     def caller_scores(self) -> list[float]:
         """Every caller document's score, in the caller's order; all slots must be filled."""
@@ -98,7 +135,8 @@ class CallState:
         """Keep the first error and cancel the call's other batches."""
         if self.error is None:
             self.error = error
-            self.task_group.cancel_scope.cancel()
+            if self.task_group is not None:
+                self.task_group.cancel_scope.cancel()
 
     def documents_scored(self) -> int:
         """How many of the caller's documents have a score so far."""

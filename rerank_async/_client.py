@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from types import TracebackType
 from typing import Self
 
@@ -36,6 +37,7 @@ from ._engines import open_transport
 from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
+from ._pair_pool import PairPool
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
@@ -92,9 +94,10 @@ class RerankClient:
         dedupe: Send identical documents of one call once.
         http_client: A caller-owned ``httpx.AsyncClient``; never closed here.
             Size its pool to at least ``max_concurrency`` connections.
-        http_engine: ``"httpx"`` (default; any anyio backend) or ``"aiohttp"``
-            (asyncio only, extra ``aiohttp``): the same behaviour at about a
-            third of the CPU per request, for high-throughput bulk work.
+        http_engine: ``"auto"`` (default): aiohttp on asyncio, at about a third
+            of httpx's CPU per request, and httpx under trio or with
+            ``http_client``. ``"httpx"`` or ``"aiohttp"`` (asyncio only) to
+            choose; the behaviour is the same on both.
         hedge_after: Seconds after which a batch still unanswered is sent a
             second time, when a concurrency slot is free; the first answer wins.
             Cuts the tail on servers with rare, very slow requests; ``None``
@@ -127,7 +130,7 @@ class RerankClient:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         dedupe: bool = True,
         http_client: httpx.AsyncClient | None = None,
-        http_engine: HttpEngine = "httpx",
+        http_engine: HttpEngine = "auto",
         on_request: Callable[[RequestRecord], None] | None = None,
         hedge_after: float | None = None,
     ) -> None:
@@ -158,7 +161,7 @@ class RerankClient:
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
-            sender=self._transport,
+            sender=self._transport.sender,
             limiter=FairLimiter(config.options.max_concurrency),
         )
         self._state = _State.UNOPENED
@@ -179,6 +182,15 @@ class RerankClient:
     def provider(self) -> Provider:
         """The wire format in use."""
         return self._provider
+
+    @property
+    def http_engine(self) -> str:
+        """The engine sending requests: ``"aiohttp"`` or ``"httpx"``.
+
+        ``"auto"`` until the first request, when the choice is made by the
+        running async library (aiohttp on asyncio, httpx otherwise).
+        """
+        return self._transport.engine_name
 
     @property
     def batch_limit(self) -> int:
@@ -236,6 +248,18 @@ class RerankClient:
                 of the call are cancelled.
             RuntimeError: The client is closed.
         """
+        return await self._rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None = None,
+        total_timeout: float | NotGiven | None = NOT_GIVEN,
+        spread: bool = True,
+        pool: PairPool | None = None,
+    ) -> RerankResult:
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
@@ -244,10 +268,18 @@ class RerankClient:
             return RerankResult.build(
                 model=options.model, documents=checked, scores=[], top_k=top_k, usage=Usage()
             )
-        call = CallState.for_documents(request.query, checked, dedupe_them=options.dedupe)
-        await self._runner.run_call(
-            call, deadline_seconds=request.deadline_seconds, n_documents=len(checked)
-        )
+        call = await CallState.for_documents(request.query, checked, dedupe_them=options.dedupe)
+        if pool is None:
+            await self._runner.run_call(
+                call,
+                deadline_seconds=request.deadline_seconds,
+                n_documents=len(checked),
+                spread=spread,
+            )
+        else:
+            await self._runner.run_pooled_call(
+                call, pool, deadline_seconds=request.deadline_seconds, n_documents=len(checked)
+            )
         return RerankResult.build(
             model=options.model,
             documents=checked,
@@ -319,8 +351,20 @@ class RerankClient:
         if max_pending is None:
             max_pending = 4 * self._runner.options.max_concurrency
         check_int("max_pending", max_pending, minimum=1)
+        options = self._runner.options
+        if options.split and self._provider.packs_pairs(options.model):
+            # One query per document on the wire: the requests share full batches.
+            return rerank_each(
+                self._rerank,
+                requests,
+                max_pending=max_pending,
+                fail_fast=fail_fast,
+                total_timeout=total_timeout,
+                pool=self._runner.open_pool(),
+            )
+        # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(
-            self.rerank,
+            partial(self._rerank, spread=False),
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,
@@ -335,7 +379,7 @@ class RerankClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        await self._transport.aclose()
+        await self._transport.sender.aclose()
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:

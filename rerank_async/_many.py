@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._config import NotGiven
 from ._models import RerankResult
+from ._pair_pool import PairPool
 
 __all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "rerank_each", "run_many"]
 
@@ -88,15 +89,45 @@ def rerank_each(
     max_pending: int,
     fail_fast: bool,
     total_timeout: float | NotGiven | None,
+    pool: PairPool | None = None,
 ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
-    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline."""
+    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline.
+
+    With ``pool``, the requests share packed requests: the pool runs beside them
+    for the whole block and ``rerank`` is called with ``pool=pool``.
+    """
 
     async def rerank_one(request: RerankRequest) -> RerankResult:
+        if pool is None:
+            return await rerank(
+                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+            )
         return await rerank(
-            request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+            request.query,
+            request.documents,
+            top_k=request.top_k,
+            total_timeout=total_timeout,
+            pool=pool,
         )
 
-    return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
+    outcomes = run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
+    if pool is None:
+        return outcomes
+    return _beside(pool, outcomes)
+
+
+@asynccontextmanager
+async def _beside(
+    pool: PairPool, outcomes: AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]
+) -> AsyncIterator[AsyncIterator[RerankOutcome]]:
+    """``outcomes`` with ``pool`` sending for them until the block ends."""
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(pool.run)
+        try:
+            async with outcomes as iterator:
+                yield iterator
+        finally:
+            task_group.cancel_scope.cancel()
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import islice
 
 import anyio
 
@@ -33,17 +34,41 @@ _FILL_TURNS = 8
 
 
 class PooledCall:
-    """One call's share of the pool: its documents, their scores, and how it ended."""
+    """One call's share of the pool: its documents, their scores, and how it ended.
 
-    __slots__ = ("done", "error", "input_tokens", "query", "requests", "slots", "unique")
+    Args:
+        query: The call's query.
+        unique: The documents to score (deduplicated).
+        slots: Where the scores go; a fresh ``ScoreSlots`` when not given.
 
-    def __init__(self, query: str, unique: list[str]) -> None:
+    Attributes:
+        batches: Requests that carried some of the call's documents.
+        requests: HTTP attempts of those requests, retries included.
+        retries: Retries among them.
+        input_tokens: The call's share of the tokens the server reported, by pairs.
+    """
+
+    __slots__ = (
+        "batches",
+        "done",
+        "error",
+        "input_tokens",
+        "query",
+        "requests",
+        "retries",
+        "slots",
+        "unique",
+    )
+
+    def __init__(self, query: str, unique: list[str], slots: ScoreSlots | None = None) -> None:
         self.query = query
         self.unique = unique
-        self.slots = ScoreSlots(len(unique))
+        self.slots = slots if slots is not None else ScoreSlots(len(unique))
         self.done = anyio.Event()
         self.error: Exception | None = None
+        self.batches = 0
         self.requests = 0
+        self.retries = 0
         self.input_tokens: int | None = None
 
     @property
@@ -74,6 +99,13 @@ class PackedRequest:
         """Pairs in the request."""
         return self.batch.size
 
+    def chars(self) -> int:
+        """Characters of the request's documents."""
+        return sum(
+            sum(map(len, islice(self.calls[p.owner].unique, p.start, p.stop)))
+            for p in self.batch.pieces
+        )
+
     def pairs(self) -> tuple[list[str], list[str]]:
         """``(queries, documents)``, one query per document, in the request's order."""
         queries: list[str] = []
@@ -87,15 +119,23 @@ class PackedRequest:
 
 @dataclass(frozen=True, slots=True)
 class PoolScores:
-    """What the client's ``send`` returns for a packed request."""
+    """What the client's ``send`` returns for a packed request.
+
+    Attributes:
+        scores: One score per pair, in the request's order.
+        input_tokens: Tokens the server reported for the request, if it did.
+        requests: HTTP attempts the send took (retries and hedges included).
+        retries: Retries among them.
+    """
 
     scores: list[float]
     input_tokens: int | None = None
+    requests: int = 1
+    retries: int = 0
 
 
-# Sends one packed request and returns its scores in pair order, or raises. The
-# int is how many requests the send took (retries and hedges included).
-SendPacked = Callable[[PackedRequest], Awaitable[tuple[PoolScores, int]]]
+# Sends one packed request and returns its scores in pair order, or raises.
+SendPacked = Callable[[PackedRequest], Awaitable[PoolScores]]
 # Given a send's error: the smaller size to resend the request in, or None to fail it.
 SplitSize = Callable[[Exception, int], "int | None"]
 
@@ -191,14 +231,16 @@ class PairPool:
     async def _run_one(self, request: PackedRequest) -> None:
         try:
             try:
-                result, sent = await self._send(request)
+                result = await self._send(request)
             except Exception as error:
                 self._settle_failure(request, error)
                 return
-            self.requests_sent += sent
+            self.requests_sent += result.requests
             for piece, scores in unpack(request.batch, result.scores):
                 call = request.calls[piece.owner]
-                call.requests += sent
+                call.batches += 1
+                call.requests += result.requests
+                call.retries += result.retries
                 if result.input_tokens is not None:
                     share = result.input_tokens * piece.size // request.size
                     call.input_tokens = (call.input_tokens or 0) + share

@@ -1,65 +1,56 @@
-"""Choosing and building the HTTP engine (the choice "auto" makes is tested over loopback)."""
+"""Which engine a client builds; the choice "auto" makes at the first request is in
+tests/integration/test_engines.py, over loopback."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from rerank_async import RerankClient
 from rerank_async._aiohttp_transport import AiohttpTransport
-from rerank_async._engine import AutoTransport, build_transport, check_engine
-from rerank_async._transport import Endpoint, HttpxTransport
-from rerank_async.providers import resolve_provider
+from rerank_async._config import resolve_config
+from rerank_async._engines import AutoTransport, open_transport
+from rerank_async._transport import HttpxTransport
 
-ENDPOINT = Endpoint(
-    provider=resolve_provider("deepinfra"),
-    url="http://reranker.test/v1/inference/m",
-    model="m",
-    headers={},
-    api_key=None,
+
+def config(engine: str, http_client: httpx.AsyncClient | None = None):  # type: ignore[no-untyped-def]
+    return resolve_config(
+        model="m", api_key=None, base_url="http://reranker.test", provider="deepinfra",
+        batch_size=None, min_batch_size=None, max_concurrency=4, split=True, max_retries=0,
+        timeout=5.0, total_timeout=None, retry_initial_delay=0, retry_max_delay=0,
+        max_retry_after=0, dedupe=True, http_client=http_client,
+        http_engine=engine,  # type: ignore[arg-type]
+        hedge_after=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine", "transport", "name"),
+    [
+        ("auto", AutoTransport, "auto"),  # chosen at the first request, when the loop is known
+        ("httpx", HttpxTransport, "httpx"),
+        ("aiohttp", AiohttpTransport, "aiohttp"),
+    ],
 )
-
-
-@pytest.mark.parametrize("engine", ["auto", "httpx", "aiohttp"])
-def test_known_engines_pass(engine: str) -> None:
-    assert check_engine(engine, has_http_client=False) == engine
-
-
-@pytest.mark.parametrize("engine", ["requests", "", None, "AIOHTTP"])
-def test_unknown_engine_is_named(engine: object) -> None:
-    with pytest.raises(ValueError, match="http_engine must be 'auto', 'httpx' or 'aiohttp'"):
-        check_engine(engine, has_http_client=False)
-
-
-def test_aiohttp_refuses_an_httpx_client() -> None:
-    with pytest.raises(ValueError, match="cannot be used with http_engine='aiohttp'"):
-        check_engine("aiohttp", has_http_client=True)
-
-
-def build(engine: str, http_client: httpx.AsyncClient | None = None) -> object:
-    return build_transport(
-        check_engine(engine, has_http_client=http_client is not None),
-        ENDPOINT,
-        http_client=http_client,
-        timeout=5.0,
-        caller_timeout=httpx.USE_CLIENT_DEFAULT,
-        max_connections=4,
-    )
-
-
-async def test_each_engine_builds_its_transport() -> None:
-    auto, plain, fast = build("auto"), build("httpx"), build("aiohttp")
-    assert isinstance(auto, AutoTransport)
-    assert auto.engine is None  # chosen at the first request, when the loop is known
-    assert isinstance(plain, HttpxTransport)
-    assert isinstance(fast, AiohttpTransport)
-    for transport in (auto, plain, fast):
-        await transport.aclose()  # type: ignore[attr-defined]
+async def test_each_engine_builds_its_transport(engine: str, transport: type, name: str) -> None:
+    opened = open_transport(config(engine), on_request=None)
+    assert isinstance(opened.engine, transport)
+    assert opened.sender is opened.engine  # nothing to observe without on_request
+    assert opened.engine_name == name
+    await opened.sender.aclose()
 
 
 async def test_a_callers_http_client_means_httpx_even_on_auto() -> None:
     async with httpx.AsyncClient() as own:
-        transport = build("auto", own)
-        assert isinstance(transport, HttpxTransport)
-        assert transport.http_client is own
-        await transport.aclose()
+        opened = open_transport(config("auto", own), on_request=None)
+        assert isinstance(opened.engine, HttpxTransport)
+        assert opened.engine.http_client is own
+        await opened.sender.aclose()
         assert not own.is_closed  # the caller's client stays open
+
+
+def test_the_client_reports_its_engine() -> None:
+    assert RerankClient().http_engine == "auto"  # the default, until the first request
+    assert RerankClient(http_engine="httpx").http_engine == "httpx"
+    assert RerankClient(http_engine="aiohttp").http_engine == "aiohttp"
+    assert RerankClient(http_client=httpx.AsyncClient()).http_engine == "httpx"

@@ -30,7 +30,7 @@ class FakeScorer:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    async def __call__(self, request: PackedRequest) -> tuple[PoolScores, int]:
+    async def __call__(self, request: PackedRequest) -> PoolScores:
         number = len(self.started)
         self.started.append(number)
         self.in_flight += 1
@@ -46,7 +46,7 @@ class FakeScorer:
             self.sizes.append(len(documents))
             self.finished.append(number)
             scores = [pointwise_score(q, d) for q, d in zip(queries, documents, strict=True)]
-            return PoolScores(scores, input_tokens=10 * len(documents)), 1
+            return PoolScores(scores, input_tokens=10 * len(documents))
         finally:
             self.in_flight -= 1
 
@@ -150,6 +150,7 @@ async def test_usage_counts_every_request_that_carried_a_call() -> None:
     assert isinstance(first, PooledCall)
     assert isinstance(second, PooledCall)
     assert (first.requests, second.requests) == (1, 2)  # [a*6 + b*2], [b*4]
+    assert (first.batches, second.batches) == (1, 2)
     assert first.input_tokens == 60
     assert second.input_tokens == 20 + 40
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async import _json
-from rerank_async._json import dumps
+from rerank_async.providers import _wire as _json
+from rerank_async.providers._wire import dumps
 
 
 @pytest.fixture(params=["fast", "pydantic_core"])
