@@ -29,6 +29,7 @@ from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
 from ._statistics import ClientStatistics
+from ._sync import SyncRerankClient
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
 
@@ -58,6 +59,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
+    "SyncRerankClient",
     "Usage",
     "__version__",
 ]

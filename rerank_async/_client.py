@@ -41,6 +41,7 @@ from ._pair_pool import PairPool
 from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
+from ._tracing import rerank_span
 from .providers import Provider
 
 __all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]
@@ -248,9 +249,9 @@ class RerankClient:
                 of the call are cancelled.
             RuntimeError: The client is closed.
         """
-        return await self._rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
+        return await self._traced_rerank(query, documents, top_k=top_k, total_timeout=total_timeout)
 
-    async def _rerank(
+    async def _traced_rerank(
         self,
         query: str,
         documents: Sequence[str],
@@ -260,6 +261,39 @@ class RerankClient:
         spread: bool = True,
         pool: PairPool | None = None,
     ) -> RerankResult:
+        """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
+        # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
+        # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
+        with rerank_span(
+            provider=self._provider.name,
+            model=self._runner.options.model,
+            url=self._runner.options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            return span.finished(
+                await self._rerank(
+                    query,
+                    documents,
+                    top_k=top_k,
+                    total_timeout=total_timeout,
+                    spread=spread,
+                    pool=pool,
+                )
+            )
+        # --- end of the OpenTelemetry hook
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+        spread: bool,
+        pool: PairPool | None,
+    ) -> RerankResult:
+        """``rerank`` without its span: one pass of the runner, or of the pair pool."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
@@ -355,7 +389,7 @@ class RerankClient:
         if options.split and self._provider.packs_pairs(options.model):
             # One query per document on the wire: the requests share full batches.
             return rerank_each(
-                self._rerank,
+                self._traced_rerank,
                 requests,
                 max_pending=max_pending,
                 fail_fast=fail_fast,
@@ -364,7 +398,7 @@ class RerankClient:
             )
         # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(
-            partial(self._rerank, spread=False),
+            partial(self._traced_rerank, spread=False),
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,

@@ -111,11 +111,12 @@ CORE_LAYERS: list[set[str]] = [
         "_version",
     },
     {"_models", "_pair_pool", "_retry", "providers"},
-    {"_call", "_config", "_hedging", "_transport"},
+    {"_call", "_config", "_hedging", "_tracing", "_transport"},
     {"_aiohttp_transport", "_many", "_observe"},
     {"_engines", "_runner"},
     {"_client"},
-    {""},  # the package's __init__
+    {"_sync"},
+    {"", "integrations"},  # the package's __init__, and the adapters' package
 ]
 
 
