@@ -97,10 +97,14 @@ def write_input(path: Path, n_requests: int, n_documents: int, seed: int) -> Non
             handle.write("\n")
 
 
-def run_bulk(url: str, source: Path, workdir: Path, *flags: str) -> dict[str, Any]:
+def run_bulk(
+    url: str, source: Path, workdir: Path, *flags: str, output: Path | None = None
+) -> dict[str, Any]:
     """One ``bulk`` process; returns its JSON summary plus ``peak_rss_mib``."""
-    out, summary = workdir / "out.jsonl", workdir / "summary.json"
-    out.unlink(missing_ok=True)
+    out = output if output is not None else workdir / "out.jsonl"
+    summary = workdir / "summary.json"
+    if not out.is_dir():
+        out.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "rerank_async.cli", "bulk", str(source), "-o", str(out),
         "--base-url", f"{url}/v1/inference", "--json-summary", str(summary), "-q", *flags,
@@ -118,7 +122,8 @@ def run_bulk(url: str, source: Path, workdir: Path, *flags: str) -> dict[str, An
     # ru_maxrss is in KiB on Linux. With taskset in front, wait4 reports the exec'd python.
     figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
     figures["process_wall_s"] = round(wall, 2)
-    figures["output_lines"] = out.read_bytes().count(b"\n")
+    if out.is_file():
+        figures["output_lines"] = out.read_bytes().count(b"\n")
     return figures
 
 

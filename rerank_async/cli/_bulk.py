@@ -15,6 +15,9 @@ it (Linux checks for fatal signals between the pages of a write), and only as th
 line: so a run that finds an incomplete last line (that, an older buffered writer, a full
 disk) cuts it off and warns before it appends anything. Resuming then only needs the set
 of ids already in the output. See ``docs/bulk.md``.
+
+Parquet input and output (``_bulk_parquet.py``) plug into the same run: a source of
+numbered records, and an output with the same ``write``/``close`` as `OutputFile`.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.from_thread
@@ -63,6 +66,7 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    MissingExtraError,
     add_client_options,
     add_verbose_option,
     client_from_args,
@@ -191,7 +195,9 @@ class _StatusColumn(ProgressColumn):
 class _Display:
     """The progress bar on stderr, or nothing when stderr is not a terminal or with ``--quiet``."""
 
-    def __init__(self, console: Console, *, enabled: bool, count_lines_of: str | None) -> None:
+    def __init__(
+        self, console: Console, *, enabled: bool, counter: Callable[[], int] | None
+    ) -> None:
         self.console = console
         self.enabled = enabled
         self._progress = Progress(
@@ -203,17 +209,17 @@ class _Display:
         )
         self._lines: int | None = None
         self._not_to_run = 0
-        if enabled and count_lines_of is not None:
+        if enabled and counter is not None:
             # Counted beside the run, so a large input starts at once; until the count is
             # in, the total shows as unknown. A daemon thread: Ctrl-C never waits for it.
             threading.Thread(
-                target=self._count, args=(count_lines_of,), name="rerank-async-bulk-count",
+                target=self._count, args=(counter,), name="rerank-async-bulk-count",
                 daemon=True,
             ).start()  # fmt: skip
 
-    def _count(self, path: str) -> None:
-        with contextlib.suppress(OSError):
-            self._lines = count_lines(path)  # one attribute store: safe to read from the loop
+    def _count(self, counter: Callable[[], int]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._lines = counter()  # one attribute store: safe to read from the loop
 
     def __enter__(self) -> _Display:
         if self.enabled:
@@ -244,6 +250,34 @@ class _Display:
         self.console.print(Text(message, style=style), soft_wrap=True)
 
 
+Records = AsyncIterator[tuple[int, RerankRequest | BadLine | None]]
+
+
+class _Source(Protocol):
+    """The input as the run sees it: JSONL chunks or Parquet rows, stoppable on Ctrl-C."""
+
+    @property
+    def stopped(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class _Output(Protocol):
+    """The output: a JSONL `OutputFile` or a Parquet dataset directory."""
+
+    path: str
+    written: int
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+async def _jsonl_records(source: ChunkSource, default_top_k: int | None) -> Records:
+    async for number, raw in input_lines(source):
+        yield number, parse_line(raw, number, default_top_k=default_top_k)
+
+
 @dataclass
 class _Options:
     input: str
@@ -260,14 +294,16 @@ class _BulkRun:
         self,
         options: _Options,
         client: RerankClient,
-        source: ChunkSource,
-        output: OutputFile,
+        source: _Source,
+        records: Records,
+        output: _Output,
         done: DoneIds,
         display: _Display,
     ) -> None:
         self.options = options
         self.client = client
         self.source = source
+        self.records = records
         self.output = output
         self.done = done
         self.display = display
@@ -333,10 +369,9 @@ class _BulkRun:
 
     async def _requests(self) -> AsyncIterator[RerankRequest]:
         summary, display = self.summary, self.display
-        async for number, raw in input_lines(self.source):
+        async for number, parsed in self.records:
             if self.source.stopped:
                 return
-            parsed = parse_line(raw, number, default_top_k=self.options.default_top_k)
             if parsed is None:
                 summary.blank += 1
                 display.not_to_run()
@@ -443,7 +478,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         'Rerank every request of a JSONL file ({"id"?, "query", "documents", '
         '"top_k"?} per line) into a JSONL output, one record per request. A rerun resumes: '
-        "ids already in the output are skipped. See docs/parser.md."
+        "ids already in the output are skipped. Parquet in and out by extension (extra parquet); "
+        "--ray runs the job on Ray Data (extra ray). See docs/bulk.md and docs/distributed.md."
     )
     parser.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
     parser.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
@@ -464,8 +500,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
     parser.add_argument(
+        "--part-rows",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="Parquet output: records per part file, at most (%(default)s)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
+    _add_ray_options(parser)
     add_client_options(
         parser, base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
     )
@@ -473,8 +517,32 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run_bulk)
 
 
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Ray Data (docs/distributed.md)")
+    group.add_argument(
+        "--ray",
+        action="store_true",
+        help="run on Ray Data ($RAY_ADDRESS, else a local cluster); the output is Parquet",
+    )
+    group.add_argument(
+        "--actors",
+        type=int,
+        default=2,
+        help="--ray: actors, each with one client; --concurrency is divided across them",
+    )
+    group.add_argument(
+        "--actor-cpus", type=float, default=0.25, help="--ray: CPUs each actor reserves"
+    )
+
+
 def run_bulk(args: argparse.Namespace) -> int:
     """Run ``rerank-async bulk``; returns the exit code."""
+    if args.ray:
+        try:
+            from ._bulk_ray import run_bulk_ray  # the ray extra, loaded only for --ray
+        except ImportError as error:
+            raise MissingExtraError(f"{error}: install rerank-async[cli,ray]") from error
+        return run_bulk_ray(args)
     console = stderr_console()
     problem = _usage_problem(args)
     if problem is not None:
@@ -491,25 +559,38 @@ def run_bulk(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         console.print(Text(f"rerank-async: warning: {message}", style="yellow"), soft_wrap=True)
 
-    with open_input(args.input) as stream:
-        countable = args.input != "-" and never_blocks(stream)
+    parquet_input = args.input != "-" and _is_parquet(args.input)
+    with contextlib.ExitStack() as stack:
+        source: _Source
+        counter: Callable[[], int] | None = None
+        if parquet_input:
+            from ._bulk_parquet import ParquetSource, count_parquet_rows
+
+            parquet = ParquetSource(args.input, default_top_k=args.top_k)
+            source, records = parquet, parquet.records()
+            counter = lambda: count_parquet_rows(args.input)  # noqa: E731
+        else:
+            stream = stack.enter_context(open_input(args.input))
+            chunks = ChunkSource(stream)
+            stack.callback(chunks.close)
+            source, records = chunks, _jsonl_records(chunks, args.top_k)
+            if args.input != "-" and never_blocks(stream):
+                counter = lambda: count_lines(args.input)  # noqa: E731
         client = client_from_args(args, retry_initial_delay=args.retry_initial_delay)
-        output, done = OutputFile.open(args.output, retry_failed=args.retry_failed, warn=warn)
-        try:
-            display = _Display(
-                console,
-                enabled=console.is_terminal and not args.quiet,
-                count_lines_of=args.input if countable else None,
+        output: _Output
+        if _is_parquet(args.output):
+            from ._bulk_parquet import ParquetOutput
+
+            output, done = ParquetOutput.open(
+                args.output, retry_failed=args.retry_failed, warn=warn, part_rows=args.part_rows
             )
-            source = ChunkSource(stream)
-            bulk = _BulkRun(options, client, source, output, done, display)
-            try:
-                with display:
-                    anyio.run(bulk.run)
-            finally:
-                source.close()
-        finally:
-            output.close()
+        else:
+            output, done = OutputFile.open(args.output, retry_failed=args.retry_failed, warn=warn)
+        stack.callback(output.close)
+        display = _Display(console, enabled=console.is_terminal and not args.quiet, counter=counter)
+        bulk = _BulkRun(options, client, source, records, output, done, display)
+        with display:
+            anyio.run(bulk.run)
     summary = bulk.summary
     if bulk.signal is not None:
         summary.interrupted_by = signal.Signals(bulk.signal).name
@@ -522,10 +603,28 @@ def run_bulk(args: argparse.Namespace) -> int:
     return _finish(summary, options, output, console)
 
 
+def _is_parquet(path: str) -> bool:
+    """Parquet by the path's extension (or an existing directory); needs the extra.
+
+    Decided without importing pyarrow, so a JSONL run never pays for it.
+    """
+    if not (path.lower().endswith((".parquet", ".pq")) or os.path.isdir(path)):
+        return False
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(f"{error}: install rerank-async[parquet]") from error
+    return True
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if args.output == "-":
         return "--output must be a file: a rerun reads it back to resume"
-    for flag, value in (("--top-k", args.top_k), ("--max-pending", args.max_pending)):
+    for flag, value in (
+        ("--top-k", args.top_k),
+        ("--max-pending", args.max_pending),
+        ("--part-rows", args.part_rows),
+    ):
         if value is not None and value < 1:
             return f"{flag} must be >= 1, got {value}"
     if args.retry_initial_delay < 0:
@@ -571,7 +670,7 @@ def _ms(value: float) -> str:
     return "-" if value != value else f"{value:,.0f}"
 
 
-def _finish(summary: BulkSummary, options: _Options, output: OutputFile, console: Console) -> int:
+def _finish(summary: BulkSummary, options: _Options, output: _Output, console: Console) -> int:
     def say(message: str) -> None:
         console.print(Text(f"rerank-async: {message}"), soft_wrap=True)
 

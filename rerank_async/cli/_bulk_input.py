@@ -26,6 +26,7 @@ __all__ = [
     "RequestId",
     "count_lines",
     "parse_line",
+    "parse_value",
 ]
 
 # Input is read in chunks of this size and split into lines; one line may span chunks.
@@ -94,6 +95,22 @@ def parse_line(
         value = json.loads(text)
     except ValueError as error:  # JSONDecodeError, and UnicodeDecodeError for bad UTF-8
         return BadLine(line, line, f"not valid JSON: {one_line(error)}")
+    return parse_value(value, line, default_top_k=default_top_k)
+
+
+def parse_value(
+    value: object, line: int, *, default_top_k: int | None = None
+) -> RerankRequest | BadLine:
+    """Check one decoded input record (a JSONL line's object, or a Parquet row as a dict).
+
+    Args:
+        value: The decoded record.
+        line: Its 1-based line (or row) number, which is also the id of one without.
+        default_top_k: ``top_k`` for a record that gives none.
+
+    Returns:
+        The request (its ``metadata`` a `LineMeta`), or a `BadLine`.
+    """
     if not isinstance(value, dict):
         return BadLine(line, line, f"expected a JSON object, got {_json_type(value)}")
 

@@ -116,7 +116,7 @@ CORE_LAYERS: list[set[str]] = [
     {"_engines", "_runner"},
     {"_client"},
     {"_sync"},
-    {"", "integrations"},  # the package's __init__, and the adapters' package
+    {"", "integrations", "ray"},  # the package's __init__; the adapters' and Ray's packages
 ]
 
 
