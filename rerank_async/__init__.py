@@ -23,6 +23,7 @@ from ._exceptions import (
     RateLimitError,
     RerankError,
     ResponseValidationError,
+    RetryBudgetExhaustedError,
     ServerError,
 )
 from ._many import RerankOutcome, RerankRequest
@@ -57,6 +58,7 @@ __all__ = [
     "RerankRequest",
     "RerankResult",
     "ResponseValidationError",
+    "RetryBudgetExhaustedError",
     "RetryPolicy",
     "ServerError",
     "SyncRerankClient",

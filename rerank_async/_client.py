@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Se
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import httpx
 
@@ -30,11 +30,12 @@ from ._config import (
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRY_BUDGET_PER_SECOND,
+    DEFAULT_RETRY_BUDGET_RATIO,
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
 from ._engines import open_transport
-from ._limiter import FairLimiter
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._pair_pool import PairPool
@@ -100,9 +101,23 @@ class RerankClient:
             ``http_client``. ``"httpx"`` or ``"aiohttp"`` (asyncio only) to
             choose; the behaviour is the same on both.
         hedge_after: Seconds after which a batch still unanswered is sent a
-            second time, when a concurrency slot is free; the first answer wins.
-            Cuts the tail on servers with rare, very slow requests; ``None``
-            (default) never hedges.
+            second time, when a concurrency slot is free and the retry budget
+            allows; the first answer wins. Cuts the tail on servers with rare,
+            very slow requests. ``"auto"`` hedges at the rolling 95th percentile
+            of answer latency; ``None`` (default) never hedges.
+        adaptive_concurrency: Let the number of requests in flight follow the
+            server: it backs off on 429, 503, timeouts and dropped connections
+            and grows while requests succeed, never above ``max_concurrency``
+            nor below 1 (docs/rate-limits.md). ``False`` keeps it fixed.
+        max_requests_per_minute: Send at most this many requests per minute,
+            paced evenly; ``None`` (default) for no limit.
+        max_tokens_per_minute: Send at most this many tokens per minute, by the
+            provider's estimate corrected from reported usage; ``None`` for none.
+        retry_budget_ratio: Retries (and hedges) across the client are at most
+            this share of its requests, plus ``retry_budget_per_second``; past
+            that a batch fails at once with ``RetryBudgetExhaustedError``.
+            ``None`` for no budget (only ``max_retries`` per batch).
+        retry_budget_per_second: Retries allowed per second regardless of traffic.
         on_request: Called after every HTTP attempt with a ``RequestRecord``
             (latency, status, server runtime), for metrics and benchmarks.
             It runs on the event loop: keep it quick and never let it raise.
@@ -133,7 +148,12 @@ class RerankClient:
         http_client: httpx.AsyncClient | None = None,
         http_engine: HttpEngine = "auto",
         on_request: Callable[[RequestRecord], None] | None = None,
-        hedge_after: float | None = None,
+        hedge_after: float | Literal["auto"] | None = None,
+        adaptive_concurrency: bool = True,
+        max_requests_per_minute: float | None = None,
+        max_tokens_per_minute: float | None = None,
+        retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
+        retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
     ) -> None:
         config = resolve_config(
             model=model,
@@ -154,6 +174,11 @@ class RerankClient:
             http_client=http_client,
             http_engine=http_engine,
             hedge_after=hedge_after,
+            adaptive_concurrency=adaptive_concurrency,
+            max_requests_per_minute=max_requests_per_minute,
+            max_tokens_per_minute=max_tokens_per_minute,
+            retry_budget_ratio=retry_budget_ratio,
+            retry_budget_per_second=retry_budget_per_second,
         )
         self._provider = config.provider
         self._api_key = config.api_key
@@ -163,7 +188,6 @@ class RerankClient:
             config.options,
             provider=config.provider,
             sender=self._transport.sender,
-            limiter=FairLimiter(config.options.max_concurrency),
         )
         self._state = _State.UNOPENED
 
@@ -204,7 +228,7 @@ class RerankClient:
         return self._state is _State.CLOSED
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of the state all calls share: slots in use and awaited, batches."""
+        """A frozen snapshot of the state all calls share: slots, limits, budget, batches."""
         return self._runner.statistics()
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
@@ -311,7 +335,7 @@ class RerankClient:
                 spread=spread,
             )
         else:
-            await self._runner.run_pooled_call(
+            await self._runner.packed.run_pooled_call(
                 call, pool, deadline_seconds=request.deadline_seconds, n_documents=len(checked)
             )
         return RerankResult.build(
@@ -394,7 +418,7 @@ class RerankClient:
                 max_pending=max_pending,
                 fail_fast=fail_fast,
                 total_timeout=total_timeout,
-                pool=self._runner.open_pool(),
+                pool=self._runner.packed.open_pool(),
             )
         # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(

@@ -8,6 +8,7 @@ is read at import time or per call.
 from __future__ import annotations
 
 import enum
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,15 @@ from typing import Final, Literal, TypeAlias
 
 import httpx
 
+from ._admission import LoadSettings
 from ._checks import check_int, check_seconds, checked_documents, checked_query, non_empty
-from ._constants import DEFAULT_MIN_BATCH_SIZE, ENV_BASE_URL, ENV_MODEL
+from ._constants import (
+    DEFAULT_MIN_BATCH_SIZE,
+    DEFAULT_RETRY_BUDGET_PER_SECOND,
+    DEFAULT_RETRY_BUDGET_RATIO,
+    ENV_BASE_URL,
+    ENV_MODEL,
+)
 from ._retry import RetryPolicy
 from ._version import __version__
 from .providers import Provider, resolve_provider
@@ -65,9 +73,10 @@ class ClientOptions:
     max_concurrency: int
     split: bool
     total_timeout: float | None
-    hedge_after: float | None
+    hedge_after: float | Literal["auto"] | None
     dedupe: bool
     retry: RetryPolicy
+    limits: LoadSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +121,12 @@ def resolve_config(
     dedupe: bool,
     http_client: httpx.AsyncClient | None,
     http_engine: HttpEngine,
-    hedge_after: float | None,
+    hedge_after: float | Literal["auto"] | None,
+    adaptive_concurrency: bool = True,
+    max_requests_per_minute: float | None = None,
+    max_tokens_per_minute: float | None = None,
+    retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
+    retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
 ) -> ResolvedConfig:
     """Resolve and check ``RerankClient``'s arguments; see its docstring for their meaning.
 
@@ -143,8 +157,17 @@ def resolve_config(
         check_seconds(name, seconds, allow_zero=True)
     if total_timeout is not None:
         check_seconds("total_timeout", total_timeout, allow_zero=False)
-    if hedge_after is not None:
+    if hedge_after is not None and hedge_after != "auto":
         check_seconds("hedge_after", hedge_after, allow_zero=False)
+    limits = _resolve_limits(
+        max_concurrency=max_concurrency,
+        adaptive_concurrency=adaptive_concurrency,
+        max_requests_per_minute=max_requests_per_minute,
+        max_tokens_per_minute=max_tokens_per_minute,
+        retry_budget_ratio=retry_budget_ratio,
+        retry_budget_per_second=retry_budget_per_second,
+        max_retry_after=max_retry_after,
+    )
     if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
         raise TypeError(
             f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
@@ -178,6 +201,7 @@ def resolve_config(
             max_delay=retry_max_delay,
             max_retry_after=max_retry_after,
         ),
+        limits=limits,
     )
 
     if http_engine not in HTTP_ENGINES:
@@ -251,6 +275,48 @@ def resolve_call_timeout(
     if total_timeout is None:
         return None
     return check_seconds("total_timeout", total_timeout, allow_zero=False)
+
+
+def _resolve_limits(
+    *,
+    max_concurrency: int,
+    adaptive_concurrency: bool,
+    max_requests_per_minute: float | None,
+    max_tokens_per_minute: float | None,
+    retry_budget_ratio: float | None,
+    retry_budget_per_second: float,
+    max_retry_after: float,
+) -> LoadSettings:
+    if not isinstance(adaptive_concurrency, bool):
+        raise TypeError(
+            f"adaptive_concurrency must be a bool, not {type(adaptive_concurrency).__name__}"
+        )
+    for name, rate in (
+        ("max_requests_per_minute", max_requests_per_minute),
+        ("max_tokens_per_minute", max_tokens_per_minute),
+    ):
+        if rate is not None:
+            _check_number(name, rate, positive=True)
+    if retry_budget_ratio is not None:
+        _check_number("retry_budget_ratio", retry_budget_ratio, positive=False)
+    _check_number("retry_budget_per_second", retry_budget_per_second, positive=False)
+    return LoadSettings(
+        max_concurrency=max_concurrency,
+        adaptive=adaptive_concurrency,
+        max_requests_per_minute=max_requests_per_minute,
+        max_tokens_per_minute=max_tokens_per_minute,
+        retry_budget_ratio=retry_budget_ratio,
+        retry_budget_floor=retry_budget_per_second,
+        max_pause=max_retry_after,
+    )
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
 
 
 def _checked_timeout(timeout: object) -> httpx.Timeout | float | None:

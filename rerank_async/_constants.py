@@ -19,9 +19,16 @@ DEFAULT_TIMEOUT: Final = 60.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 # Backoff, seconds: exponential with full jitter between 0 and
-# min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2**(attempt - 1)).
-DEFAULT_RETRY_INITIAL_DELAY: Final = 0.5
+# min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2**(attempt - 1)). The first wait is
+# short (it was 0.5 s): the retry budget, not the backoff, keeps retries from piling
+# onto a struggling server, and a long first wait made one random 503 the slowest
+# part of a whole call (docs/rate-limits.md).
+DEFAULT_RETRY_INITIAL_DELAY: Final = 0.1
 DEFAULT_RETRY_MAX_DELAY: Final = 8.0
+# Retries across a client: at most this share of its first attempts, plus this many
+# per second (gRPC retryThrottling and Finagle retry budgets use 10-20%).
+DEFAULT_RETRY_BUDGET_RATIO: Final = 0.2
+DEFAULT_RETRY_BUDGET_PER_SECOND: Final = 2.0
 # A server's Retry-After is obeyed up to this many seconds, then capped.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 

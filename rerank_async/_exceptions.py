@@ -12,7 +12,8 @@ Every failure of a call surfaces as exactly one of these (never an
     │   ├── NotFoundError            404 (unknown model or wrong base URL)
     │   ├── RateLimitError           429
     │   └── ServerError              5xx
-    └── ResponseValidationError      2xx, but a body that does not fit
+    ├── ResponseValidationError      2xx, but a body that does not fit
+    └── RetryBudgetExhaustedError    retryable, but the client's retry budget is spent
 
 Invalid arguments raise ``TypeError`` or ``ValueError`` before any request.
 Every message names the endpoint, the model and the documents involved.
@@ -30,6 +31,7 @@ __all__ = [
     "RateLimitError",
     "RerankError",
     "ResponseValidationError",
+    "RetryBudgetExhaustedError",
     "ServerError",
 ]
 
@@ -93,6 +95,8 @@ class APIStatusError(RerankError):
         request_id: The server's request id, when it sent one.
         body: The response body, decoded from JSON when possible.
         retry_after: Seconds the server asked us to wait, when it said so.
+        limit_reset_s: Seconds until a rate limit the headers say is spent
+            resets, when they say so.
     """
 
     def __init__(
@@ -107,8 +111,10 @@ class APIStatusError(RerankError):
         request_id: str | None = None,
         body: object = None,
         retry_after: float | None = None,
+        limit_reset_s: float | None = None,
     ) -> None:
         super().__init__(message, url=url, model=model, document_range=document_range)
+        self.limit_reset_s = limit_reset_s
         self.status_code = status_code
         self.server_message = server_message
         self.request_id = request_id
@@ -142,3 +148,28 @@ class ResponseValidationError(RerankError):
     Examples: not JSON, no ``scores``, the wrong number of scores, a
     non-numeric or non-finite score, a repeated or missing result index.
     """
+
+
+class RetryBudgetExhaustedError(RerankError):
+    """A batch failed in a retryable way, but the client's retry budget is spent.
+
+    Retries across a client are capped at a share of its requests (see
+    ``retry_budget_ratio``), so that an outage does not multiply the load on a
+    server that is already down. The batch fails at once instead of retrying;
+    a bulk run records it as failed for ``--retry-failed`` to redo later.
+
+    Attributes:
+        last_error: The failure that would have been retried (also ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_error: RerankError,
+        url: str | None = None,
+        model: str | None = None,
+        document_range: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message, url=url, model=model, document_range=document_range)
+        self.last_error = last_error

@@ -41,8 +41,8 @@ class Limiter(Protocol):
         """How many acquirers are queued."""
         ...
 
-    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[None]:
-        """Hold one slot for the ``async with`` block, queued under ``owner``."""
+    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[int]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``; yields its level."""
         ...
 
     def try_acquire(self) -> bool:
@@ -67,12 +67,26 @@ class FairLimiter:
         self._total = total
         self._free = total
         # Owners with waiters, in service order; each holds its waiters in arrival order.
-        self._waiting: OrderedDict[Hashable, deque[anyio.Event]] = OrderedDict()
+        self._waiting: OrderedDict[Hashable, deque[_Grant]] = OrderedDict()
 
     @property
     def total(self) -> int:
         """How many slots exist."""
         return self._total
+
+    def set_total(self, total: int) -> None:
+        """Move the bound: new slots go to waiters at once; removed ones are withheld.
+
+        Holders above a lowered total keep their slots; released slots are kept
+        back until the holders fit under the new total.
+        """
+        if total < 1:
+            raise ValueError(f"total must be >= 1, got {total}")
+        self._free += total - self._total
+        self._total = total
+        while self._free > 0 and self._waiting:
+            self._free -= 1
+            self._hand_over()
 
     @property
     def in_use(self) -> int:
@@ -85,28 +99,37 @@ class FairLimiter:
         return sum(len(queue) for queue in self._waiting.values())
 
     @asynccontextmanager
-    async def slot(self, owner: Hashable) -> AsyncIterator[None]:
-        """Hold one slot for the ``async with`` block, queued under ``owner``."""
-        await self.acquire(owner)
+    async def slot(self, owner: Hashable) -> AsyncIterator[int]:
+        """Hold one slot for the ``async with`` block, queued under ``owner``.
+
+        Yields the number of holders when the slot was granted, itself included.
+        """
+        level = await self.acquire(owner)
         try:
-            yield
+            yield level
         finally:
             self.release()
 
-    async def acquire(self, owner: Hashable) -> None:
-        """Wait for a slot; cancellation while waiting takes nothing."""
+    async def acquire(self, owner: Hashable) -> int:
+        """Wait for a slot; cancellation while waiting takes nothing.
+
+        Returns:
+            The number of holders at the moment of the grant, this one included
+            (the adaptive limit's "level" of the request about to be sent).
+        """
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._free > 0 and not self._waiting:
             # Uncontended: take it without yielding. The request sent under the slot
             # yields soon enough, and a shielded checkpoint here cost 7 µs per request
             # (a cancel scope entered and left), measured.
             self._free -= 1
-            return
-        granted = anyio.Event()
+            return self.in_use
+        granted = _Grant()
         queue = self._waiting.setdefault(owner, deque())
         queue.append(granted)
         try:
             await granted.wait()
+            return granted.level
         except BaseException:
             if granted.is_set():
                 # The slot was handed over as we were cancelled: pass it on.
@@ -129,13 +152,36 @@ class FairLimiter:
 
     def release(self) -> None:
         """Give a slot back: to the next owner in turn, or to the free pool."""
-        if not self._waiting:
-            self._free += 1
+        if not self._waiting or self._free < 0:
+            self._free += 1  # to the pool, or to pay back slots a lowered total withholds
             return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
         owner, queue = next(iter(self._waiting.items()))
         granted = queue.popleft()
         if queue:
             self._waiting.move_to_end(owner)  # its next waiter goes to the back of the line
         else:
             del self._waiting[owner]
+        granted.level = self.in_use
         granted.set()
+
+
+class _Grant:
+    """A waiter's event, carrying the holder count at the moment it was granted."""
+
+    __slots__ = ("_event", "level")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self.level = 0
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()

@@ -25,7 +25,13 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
-from ._exceptions import APIConnectionError, APIStatusError, ResponseValidationError
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    RerankError,
+    ResponseValidationError,
+    RetryBudgetExhaustedError,
+)
 
 __all__ = [
     "RETRYABLE_STATUS_CODES",
@@ -143,15 +149,18 @@ class RetryPolicy:
     sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
     uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
 
-    def delay_for(self, attempt: int, error: BaseException | None) -> float:
+    def delay_for(
+        self, attempt: int, error: BaseException | None, *, obey_retry_after: bool = True
+    ) -> float:
         """Seconds to wait after failed attempt number ``attempt``.
 
         A server's ``Retry-After`` wins (capped at ``max_retry_after``), since
         it knows when capacity returns; otherwise jittered exponential backoff.
         DeepInfra's 429s while a model scales up usually carry no
-        ``Retry-After``, so they take the backoff path.
+        ``Retry-After``, so they take the backoff path. ``obey_retry_after=False``
+        takes it too (an isolated 429 on a busy service, see ``Admission``).
         """
-        retry_after = getattr(error, "retry_after", None)
+        retry_after = getattr(error, "retry_after", None) if obey_retry_after else None
         if isinstance(retry_after, float | int):
             return min(float(retry_after), self.max_retry_after)
         return backoff_delay(
@@ -192,6 +201,8 @@ async def call_with_retries(
     *,
     deadline: float = math.inf,
     on_retry: Callable[[RetryEvent], None] | None = None,
+    may_retry: Callable[[], bool] | None = None,
+    obey_retry_after: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or retries run out.
 
@@ -200,11 +211,17 @@ async def call_with_retries(
         policy: Retry limits and backoff.
         deadline: ``anyio.current_time()`` value after which no retry starts.
         on_retry: Called before each backoff sleep.
+        may_retry: Asked before each retry (the client's retry budget); when it
+            says no, the retry does not happen.
+        obey_retry_after: Whether an error's ``Retry-After`` sets the wait;
+            always when not given.
 
     Returns:
         What the successful attempt returned.
 
     Raises:
+        RetryBudgetExhaustedError: ``may_retry`` refused a retry; the error that
+            would have been retried is its ``__cause__`` and ``last_error``.
         The last attempt's error, unchanged (never ``tenacity.RetryError``).
     """
     # Fast path: most batches succeed at once, and building a tenacity loop costs
@@ -227,19 +244,37 @@ async def call_with_retries(
         stop = stop | _StopAtDeadline(deadline)
 
     def before_sleep(state: RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            on_retry(
-                RetryEvent(state.attempt_number, state.upcoming_sleep, state.outcome.exception())
-            )
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if may_retry is not None and not may_retry():
+            raise _budget_exhausted(failure)
+        if on_retry is not None:
+            on_retry(RetryEvent(state.attempt_number, state.upcoming_sleep, failure))
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        obey = obey_retry_after is None or failure is None or obey_retry_after(failure)
+        return policy.delay_for(state.attempt_number, failure, obey_retry_after=obey)
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_retryable),
         stop=stop,
-        wait=lambda state: policy.delay_for(
-            state.attempt_number, state.outcome.exception() if state.outcome else None
-        ),
+        wait=wait,
         sleep=policy.sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
     return await retrying(replay_then_attempt)
+
+
+def _budget_exhausted(failure: BaseException | None) -> RetryBudgetExhaustedError:
+    last = failure if isinstance(failure, RerankError) else RerankError(str(failure))
+    error = RetryBudgetExhaustedError(
+        f"retry budget exhausted, not retried: {last.message} (retries across this client "
+        "are capped at a share of its requests; see retry_budget_ratio)",
+        last_error=last,
+        url=last.url,
+        model=last.model,
+        document_range=last.document_range,
+    )
+    error.__cause__ = failure
+    return error

@@ -5,13 +5,14 @@ The layers, outermost first, each named after what it adds::
     run_call                           deadline, then the call's task group
       _run_batch_recording_failure     first error kept, the other batches cancelled
         _score_batch_splitting_too_large   a "too large" answer resent in smaller pieces
-          _score_batch_with_retries    backoff and Retry-After between attempts
-            _attempt_under_limiter     one slot of max_concurrency per HTTP attempt
+          _score_batch_with_retries    backoff, Retry-After, the retry budget
+            _attempt_admitted          the client's load limits: the shared pause, one
+                                       slot of the adaptive limit, the request and token
+                                       buckets; what the answer says is fed back
               _send_maybe_hedged       a second copy of a slow attempt, if configured
                 sender.send            the transport chain (observation, engine)
 
-Per-attempt concerns (a rate limiter, a retry budget) plug in at
-``_attempt_under_limiter``; per-request ones (read limits) wrap the sender.
+Per-request concerns (read limits) wrap the sender.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from typing import Final
 
 import anyio
 
+from ._admission import Admission
 from ._batching import plan_batches, split_by_budget
 from ._call import CallState, batch_range_bounds
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME
 from ._exceptions import APIStatusError, APITimeoutError
 from ._hedging import race_hedged
-from ._limiter import Limiter
 from ._pair_pool import PackedRequest, PairPool, PooledCall, PoolScores
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._statistics import ClientStatistics
@@ -58,7 +59,6 @@ class BatchRunner:
         options: The client's resolved options.
         provider: The wire format (planning budgets, "too large" detection).
         sender: The transport chain every attempt goes through.
-        limiter: The one bound on attempts in flight, shared by all calls.
     """
 
     def __init__(
@@ -67,12 +67,13 @@ class BatchRunner:
         *,
         provider: Provider,
         sender: BatchSender,
-        limiter: Limiter,
     ) -> None:
         self._options = options
         self._provider = provider
         self._sender = sender
-        self._limiter = limiter
+        # Every wait of the load limits sleeps as the retry policy does, so that a test's
+        # set_retry_policy(RetryPolicy(sleep=...)) covers them too.
+        self._admission = Admission(options.limits, sleep=self._sleep)
         # Batches planned or running and not yet finished, across calls; a new
         # call spreads itself only over slots this demand leaves free.
         self._outstanding_batches = 0
@@ -80,6 +81,8 @@ class BatchRunner:
         self._batch_limit = options.batch_size
         # Large bodies are encoded one per turn of the event loop (_encode_in_turn).
         self._encode_turn = anyio.Lock()
+        # rerank_many's packed requests (see PackedRequests), sent through this runner.
+        self.packed = PackedRequests(self)
 
     @property
     def options(self) -> ClientOptions:
@@ -97,13 +100,22 @@ class BatchRunner:
 
     def statistics(self) -> ClientStatistics:
         """A snapshot of the shared state."""
+        limits = self._admission.statistics()
         return ClientStatistics(
-            in_flight=self._limiter.in_use,
-            waiting=self._limiter.waiting,
+            in_flight=limits.in_flight,
+            waiting=limits.waiting,
             outstanding_batches=self._outstanding_batches,
             batch_limit=self._batch_limit,
-            max_concurrency=self._limiter.total,
+            max_concurrency=self._options.max_concurrency,
+            concurrency_limit=limits.concurrency_limit,
+            retry_budget_left=limits.retry_budget_left,
+            paused_until=limits.paused_until,
+            requests_this_minute=limits.requests_this_minute,
+            tokens_this_minute=limits.tokens_this_minute,
         )
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._options.retry.sleep(seconds)
 
     async def run_call(
         self,
@@ -139,78 +151,6 @@ class BatchRunner:
             raise call.error
         if deadline_scope.cancelled_caught:
             raise timeout_error(self._options, call, deadline_seconds, n_documents)
-
-    def open_pool(self) -> PairPool:
-        """A pool that packs the pairs of ``rerank_many``'s calls into shared requests.
-
-        For wire formats with one query per document (``Provider.packs_pairs``).
-        Its requests go through the same limiter, retries, hedging and sender as
-        every other batch.
-        """
-        return PairPool(
-            batch_size=self._batch_limit,
-            max_in_flight=self._options.max_concurrency,
-            send=self._send_packed,
-            split_size=self._packed_split_size,
-        )
-
-    async def run_pooled_call(
-        self,
-        call: CallState,
-        pool: PairPool,
-        *,
-        deadline_seconds: float | None,
-        n_documents: int,
-    ) -> None:
-        """Score ``call`` through ``pool``, or raise as ``run_call`` does."""
-        pooled = PooledCall(call.query, call.unique, slots=call.slots)
-        try:
-            if deadline_seconds is None:
-                await pool.score(pooled)
-                return
-            with anyio.move_on_after(deadline_seconds) as deadline_scope:
-                await pool.score(pooled)
-            if deadline_scope.cancelled_caught:
-                raise timeout_error(self._options, call, deadline_seconds, n_documents)
-        finally:
-            call.batches = pooled.batches
-            call.requests = pooled.requests
-            call.retries = pooled.retries
-            call.input_tokens = pooled.input_tokens
-
-    async def _send_packed(self, request: PackedRequest) -> PoolScores:
-        # Each packed request queues for the limiter as an owner of its own, and
-        # counts its attempts there; the pool hands the counts to the calls.
-        owner = CallState(query="", unique=[], positions=None)
-        model = self._options.model
-        batch = LazyBatch(
-            encode=lambda: self._provider.encode_pairs(model, *request.pairs()),
-            n_documents=request.size,
-            document_range=(0, request.size),
-            chars=request.chars(),
-        )
-        result = await self._score_batch_with_retries(owner, batch)
-        return PoolScores(
-            result.scores,
-            input_tokens=result.input_tokens,
-            requests=owner.requests,
-            retries=owner.retries,
-        )
-
-    def _packed_split_size(self, error: Exception, size: int) -> int | None:
-        if (
-            size < 2
-            or not isinstance(error, APIStatusError)
-            or not self._provider.is_batch_too_large(error.status_code, error.server_message)
-        ):
-            return None
-        new_limit = self._smaller_limit(error, size)
-        logger.info(
-            "a packed request of %d pairs for model %s is too large (HTTP %d); "
-            "resending in requests of at most %d",
-            size, self._options.model, error.status_code, new_limit,
-        )  # fmt: skip
-        return new_limit
 
     async def _run_batches(self, call: CallState, *, spread: bool) -> None:
         """Run every batch of ``call``; the first failure cancels the rest.
@@ -254,7 +194,7 @@ class BatchRunner:
             n_documents,
             batch_size=limit,
             min_batch_size=min(options.min_batch_size, limit),
-            free_slots=options.max_concurrency if idle else 1,
+            free_slots=self._admission.concurrency_limit if idle else 1,
         )
         budget = self._provider.max_tokens_per_request(options.model)
         if budget is None:
@@ -297,7 +237,9 @@ class BatchRunner:
             chars=sum(map(len, islice(call.unique, start, stop))),
         )
         try:
-            result = await self._score_batch_with_retries(call, batch)
+            result = await self._score_batch_with_retries(
+                call, batch, partial(self._estimate_tokens, call, start, stop)
+            )
         except APIStatusError as error:
             if (
                 stop - start < 2
@@ -314,19 +256,57 @@ class BatchRunner:
             self._options.model, call.query, call.unique[start:stop]
         )
 
-    async def _score_batch_with_retries(self, call: CallState, batch: LazyBatch) -> BatchScores:
+    async def _score_batch_with_retries(
+        self, call: CallState, batch: LazyBatch, tokens: Callable[[], int]
+    ) -> BatchScores:
+        admission = self._admission
+        cost = tokens() if admission.counts_tokens else 0
+        state = _AttemptState()
         return await call_with_retries(
-            partial(self._attempt_under_limiter, call, batch),
+            partial(self._attempt_admitted, call, batch, cost, state),
             self._options.retry,
             deadline=call.deadline,
             on_retry=partial(self._log_retry, call, batch),
+            may_retry=admission.may_retry,
+            obey_retry_after=admission.retry_after_binds,
         )
 
-    async def _attempt_under_limiter(self, call: CallState, batch: LazyBatch) -> BatchScores:
-        async with self._limiter.slot(call):
+    async def _attempt_admitted(
+        self, call: CallState, batch: LazyBatch, tokens: int, state: _AttemptState
+    ) -> BatchScores:
+        state.attempts += 1
+        admission = self._admission
+        async with admission.admitted(
+            call,
+            tokens=tokens,
+            first_attempt=state.attempts == 1,
+            pause_waited=state.pause_waited,
+        ) as ticket:
             call.requests += 1
             encoded = batch.encoded or await self._encode_in_turn(batch)
-            return await self._send_maybe_hedged(call, encoded)
+            try:
+                result = await self._send_maybe_hedged(call, encoded)
+            except Exception as error:
+                paused_until = admission.settle(
+                    ticket, error, limit_reset_s=getattr(error, "limit_reset_s", None)
+                )
+                if paused_until is not None:
+                    state.pause_waited = paused_until
+                raise
+            admission.settle(
+                ticket,
+                None,
+                estimated_tokens=tokens,
+                used_tokens=result.input_tokens,
+                limit_reset_s=result.limit_reset_s,
+            )
+            return result
+
+    def _estimate_tokens(self, call: CallState, start: int, stop: int) -> int:
+        """The batch's token cost before sending: the provider's own estimate per pair."""
+        estimate = self._provider.estimate_tokens
+        query = estimate(call.query)
+        return sum(query + estimate(document) for document in call.unique[start:stop])
 
     async def _encode_in_turn(self, batch: LazyBatch) -> BatchRequest:
         """The batch's body, encoded now that its first attempt holds a slot.
@@ -344,6 +324,8 @@ class BatchRunner:
 
     async def _send_maybe_hedged(self, call: CallState, batch: BatchRequest) -> BatchScores:
         hedge_after = self._options.hedge_after
+        if hedge_after == "auto":
+            hedge_after = self._admission.hedge_threshold()
         if hedge_after is None:
             return await self._sender.send(batch)
 
@@ -354,7 +336,7 @@ class BatchRunner:
         return await race_hedged(
             partial(self._sender.send, batch),
             hedge_after=hedge_after,
-            limiter=self._limiter,
+            limiter=self._admission.hedge_slots,
             on_hedge=count_hedge,
         )
 
@@ -391,6 +373,97 @@ class BatchRunner:
             first, last, self._options.model, event.delay, event.attempt,
             self._options.retry.max_retries, type(event.error).__name__, event.error,
         )  # fmt: skip
+
+
+class PackedRequests:
+    """``rerank_many``'s packed requests, sent through a ``BatchRunner``'s retries,
+    admission and sender (formats with one query per document, ``Provider.packs_pairs``).
+    """
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self._runner = runner
+
+    def open_pool(self) -> PairPool:
+        """A pool that packs the pairs of ``rerank_many``'s calls into shared requests.
+
+        For wire formats with one query per document (``Provider.packs_pairs``).
+        Its requests go through the same limiter, retries, hedging and sender as
+        every other batch.
+        """
+        return PairPool(
+            batch_size=self._runner._batch_limit,
+            max_in_flight=self._runner._options.max_concurrency,
+            send=self._send_packed,
+            split_size=self._packed_split_size,
+        )
+
+    async def run_pooled_call(
+        self,
+        call: CallState,
+        pool: PairPool,
+        *,
+        deadline_seconds: float | None,
+        n_documents: int,
+    ) -> None:
+        """Score ``call`` through ``pool``, or raise as ``run_call`` does."""
+        pooled = PooledCall(call.query, call.unique, slots=call.slots)
+        try:
+            if deadline_seconds is None:
+                await pool.score(pooled)
+                return
+            with anyio.move_on_after(deadline_seconds) as deadline_scope:
+                await pool.score(pooled)
+            if deadline_scope.cancelled_caught:
+                raise timeout_error(self._runner._options, call, deadline_seconds, n_documents)
+        finally:
+            call.batches = pooled.batches
+            call.requests = pooled.requests
+            call.retries = pooled.retries
+            call.input_tokens = pooled.input_tokens
+
+    async def _send_packed(self, request: PackedRequest) -> PoolScores:
+        # Each packed request queues for the limiter as an owner of its own, and
+        # counts its attempts there; the pool hands the counts to the calls.
+        owner = CallState(query="", unique=[], positions=None)
+        model = self._runner._options.model
+        batch = LazyBatch(
+            encode=lambda: self._runner._provider.encode_pairs(model, *request.pairs()),
+            n_documents=request.size,
+            document_range=(0, request.size),
+            chars=request.chars(),
+        )
+        result = await self._runner._score_batch_with_retries(
+            owner, batch, partial(self._estimate_pair_tokens, request)
+        )
+        return PoolScores(
+            result.scores,
+            input_tokens=result.input_tokens,
+            requests=owner.requests,
+            retries=owner.retries,
+        )
+
+    def _packed_split_size(self, error: Exception, size: int) -> int | None:
+        if (
+            size < 2
+            or not isinstance(error, APIStatusError)
+            or not self._runner._provider.is_batch_too_large(
+                error.status_code, error.server_message
+            )
+        ):
+            return None
+        new_limit = self._runner._smaller_limit(error, size)
+        logger.info(
+            "a packed request of %d pairs for model %s is too large (HTTP %d); "
+            "resending in requests of at most %d",
+            size, self._runner._options.model, error.status_code, new_limit,
+        )  # fmt: skip
+        return new_limit
+
+    def _estimate_pair_tokens(self, request: PackedRequest) -> int:
+        """A packed request's token cost: the provider's estimate per (query, document) pair."""
+        estimate = self._runner._provider.estimate_tokens
+        queries, documents = request.pairs()
+        return sum(map(estimate, queries)) + sum(map(estimate, documents))
 
 
 def timeout_error(
@@ -435,3 +508,13 @@ class LazyBatch:
             body=self._encode(), n_documents=self.n_documents, document_range=self.document_range
         )
         return self.encoded
+
+
+class _AttemptState:
+    """One batch's attempts so far, and the client pause its own 429 set, if any."""
+
+    __slots__ = ("attempts", "pause_waited")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.pause_waited: float | None = None

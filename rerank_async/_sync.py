@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import anyio
 import httpx
@@ -27,6 +27,8 @@ from ._client import NOT_GIVEN, ClientOptions, HttpEngine, NotGiven, RerankClien
 from ._constants import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRY_BUDGET_PER_SECOND,
+    DEFAULT_RETRY_BUDGET_RATIO,
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
@@ -78,7 +80,12 @@ class SyncRerankClient:
         dedupe: bool = True,
         http_engine: HttpEngine = "auto",
         on_request: Callable[[RequestRecord], None] | None = None,
-        hedge_after: float | None = None,
+        hedge_after: float | Literal["auto"] | None = None,
+        adaptive_concurrency: bool = True,
+        max_requests_per_minute: float | None = None,
+        max_tokens_per_minute: float | None = None,
+        retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
+        retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
     ) -> None:
         def make_client() -> RerankClient:
             # Runs on the portal's loop, so everything the client binds is bound there.
@@ -101,6 +108,11 @@ class SyncRerankClient:
                 http_engine=http_engine,
                 on_request=on_request,
                 hedge_after=hedge_after,
+                adaptive_concurrency=adaptive_concurrency,
+                max_requests_per_minute=max_requests_per_minute,
+                max_tokens_per_minute=max_tokens_per_minute,
+                retry_budget_ratio=retry_budget_ratio,
+                retry_budget_per_second=retry_budget_per_second,
             )
 
         self._portal, self._thread = _start_portal()

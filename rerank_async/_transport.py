@@ -7,6 +7,7 @@ aiohttp in ``_aiohttp_transport`` for the lowest CPU cost per request.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from ._exceptions import (
     ResponseValidationError,
     ServerError,
 )
+from ._rate_limit_headers import seconds_until_reset
 from ._retry import parse_retry_after
 from .providers import BatchScores, Provider
 
@@ -152,7 +154,7 @@ class Transport(abc.ABC):
         if not 200 <= reply.status < 300:
             raise self._status_error(batch, reply)
         try:
-            return self._provider.decode_response(reply.content, batch.n_documents)
+            scores = self._provider.decode_response(reply.content, batch.n_documents)
         except ValueError as error:
             raise ResponseValidationError(
                 self._describe(batch, f"invalid response body: {self._redact(str(error))}"),
@@ -160,6 +162,10 @@ class Transport(abc.ABC):
                 model=self._model,
                 document_range=batch.document_range,
             ) from error
+        limit_reset_s = seconds_until_reset(reply.headers, now=time.time())
+        if limit_reset_s is None:
+            return scores
+        return dataclasses.replace(scores, limit_reset_s=limit_reset_s)
 
     def _connection_error(
         self, batch: BatchRequest, error: BaseException, *, timed_out: bool
@@ -198,6 +204,7 @@ class Transport(abc.ABC):
             request_id=reply.headers.get("x-request-id"),
             body=_decoded_body(reply.content),
             retry_after=parse_retry_after(reply.headers),
+            limit_reset_s=seconds_until_reset(reply.headers, now=time.time()),
         )
 
     def _describe(self, batch: BatchRequest, detail: str) -> str:

@@ -147,6 +147,7 @@ async def _run_cell(
             for _ in range(max(1, args.parallel_calls)):
                 group.start_soon(caller)
         cell.wall_s = time.perf_counter() - started
+        cell.concurrency_limit = client.statistics().concurrency_limit
     cell.calls = len(call_latencies) + cell.failed_calls
     cell.http_requests = len(records)
     cell.call_ms = _percentiles(call_latencies)
@@ -165,13 +166,14 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 def _table(cells: Sequence[CellResult]) -> Table:
     table = Table(title="rerank-async bench", title_justify="left")
-    for name in ("B", "C", "N", "calls", "call p50", "p90", "p99", "max", "req p50", "req p99",
-                 "docs/s", "req/s", "retries", "errors", "server p50"):  # fmt: skip
+    for name in ("B", "C", "limit", "N", "calls", "call p50", "p90", "p99", "max", "req p50",
+                 "req p99", "docs/s", "req/s", "retries", "errors", "server p50"):  # fmt: skip
         table.add_column(name, justify="right")
     for c in cells:
         server = f"{c.server_runtime_ms_p50:.0f}" if c.server_runtime_ms_p50 is not None else "-"
+        limit = str(c.concurrency_limit) if c.concurrency_limit is not None else "-"
         table.add_row(
-            str(c.batch_size), str(c.concurrency), str(c.candidates), str(c.calls),
+            str(c.batch_size), str(c.concurrency), limit, str(c.candidates), str(c.calls),
             *(f"{c.call_ms[k]:.0f}" for k in ("p50", "p90", "p99", "max")),
             f"{c.request_ms['p50']:.1f}", f"{c.request_ms['p99']:.1f}",
             f"{c.documents_per_s:,.0f}", f"{c.requests_per_s:,.0f}",

@@ -25,6 +25,8 @@ class CellResult:
     call_ms: dict[str, float] = field(default_factory=dict)
     request_ms: dict[str, float] = field(default_factory=dict)
     server_runtime_ms_p50: float | None = None
+    # The client's adaptive concurrency limit when the cell ended (C is its ceiling).
+    concurrency_limit: int | None = None
 
     @property
     def documents_per_s(self) -> float:

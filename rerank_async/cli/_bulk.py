@@ -123,6 +123,9 @@ class BulkSummary:
     retries: int = 0
     wall_s: float = 0.0
     interrupted_by: str | None = None
+    # The client's adaptive concurrency limit: now, and the lowest it went this run.
+    concurrency_limit: int | None = None
+    lowest_concurrency_limit: int | None = None
     errors_by_type: Counter[str] = field(default_factory=Counter)
     latency: _Reservoir = field(default_factory=lambda: _Reservoir(_LATENCY_SAMPLE))
 
@@ -130,6 +133,12 @@ class BulkSummary:
     def done(self) -> int:
         """Requests (and malformed lines) finished in this run."""
         return self.ok + self.failed + self.malformed
+
+    def note_limit(self, limit: int) -> None:
+        """Remember the client's concurrency limit after an outcome."""
+        self.concurrency_limit = limit
+        lowest = self.lowest_concurrency_limit
+        self.lowest_concurrency_limit = limit if lowest is None else min(lowest, limit)
 
     def latency_ms(self, fraction: float) -> float:
         if fraction >= 1.0:
@@ -161,6 +170,8 @@ class BulkSummary:
             "retries": self.retries,
             "errors_by_type": dict(self.errors_by_type),
             "interrupted_by": self.interrupted_by,
+            "concurrency_limit": self.concurrency_limit,
+            "lowest_concurrency_limit": self.lowest_concurrency_limit,
         }
 
 
@@ -189,6 +200,9 @@ class _StatusColumn(ProgressColumn):
         )
         errors: int = fields["errors"]
         text.append(f"{errors:,} errors", style="bold red" if errors else "")
+        limit: int | None = fields.get("limit")
+        if limit is not None:
+            text.append(f" · limit {limit}")
         return text
 
 
@@ -205,7 +219,7 @@ class _Display:
             console=console, disable=not enabled,
         )  # fmt: skip
         self._task: TaskID = self._progress.add_task(
-            "bulk", total=None, documents=0, retries=0, errors=0
+            "bulk", total=None, documents=0, retries=0, errors=0, limit=None
         )
         self._lines: int | None = None
         self._not_to_run = 0
@@ -244,6 +258,7 @@ class _Display:
                 documents=summary.documents,
                 retries=summary.retries,
                 errors=summary.failed + summary.malformed,
+                limit=summary.concurrency_limit,
             )
 
     def say(self, message: str, *, style: str = "") -> None:
@@ -434,6 +449,7 @@ class _BulkRun:
         meta = request.metadata if request is not None else None
         line_meta = meta if isinstance(meta, LineMeta) else None
         summary.latency.add(outcome.elapsed_s)
+        summary.note_limit(self.client.statistics().concurrency_limit)
         if outcome.result is not None:
             result = outcome.result
             self.output.write(
@@ -654,6 +670,14 @@ def _summary_rows(summary: BulkSummary) -> list[tuple[str, str]]:
          " / ".join(_ms(summary.latency_ms(p)) for p in (0.5, 0.9, 0.99, 1.0)) + " ms"),
         ("HTTP requests", f"{summary.http_requests:,} ({summary.retries:,} retries)"),
     ]  # fmt: skip
+    if summary.concurrency_limit is not None:
+        rows.append(
+            (
+                "concurrency limit",
+                f"{summary.concurrency_limit} at the end · {summary.lowest_concurrency_limit} "
+                "lowest",
+            )
+        )
     if summary.errors_by_type:
         rows.append(
             (

@@ -146,10 +146,13 @@ def add_server_options(parser: argparse.ArgumentParser, *, api_key_flag: str) ->
             group.add_argument("--known-model", dest="known_models", action="append",
                                metavar="MODEL", help=f"{help_text} Repeatable.")  # fmt: skip
             continue
-        kind = {"api_key": str, "capacity": int, "max_batch_size": int, "seed": int}.get(
-            field.name, float
-        )
         flag = api_key_flag if field.name == "api_key" else f"--{field.name.replace('_', '-')}"
+        if field.type in (bool, "bool"):
+            group.add_argument(flag, dest=f"server_{field.name}", action="store_true",
+                               default=field.default, help=help_text)  # fmt: skip
+            continue
+        kind = {"api_key": str, "capacity": int, "max_batch_size": int, "seed": int,
+                "max_in_flight": int}.get(field.name, float)  # fmt: skip
         group.add_argument(flag, dest=f"server_{field.name}", type=kind, default=field.default,
                            metavar=field.name.upper(), help=help_text)  # fmt: skip
 

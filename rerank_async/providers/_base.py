@@ -34,12 +34,15 @@ class BatchScores:
         input_tokens: Tokens the server counted, when it says.
         request_id: The server's id for the request, when it says.
         runtime_ms: Server-side inference time, when it says.
+        limit_reset_s: Seconds until a rate limit the response headers say is
+            spent resets (``x-ratelimit-remaining-*: 0``), when they say so.
     """
 
     scores: list[float]
     input_tokens: int | None = None
     request_id: str | None = None
     runtime_ms: float | None = None
+    limit_reset_s: float | None = None
 
 
 class Provider(abc.ABC):

@@ -20,7 +20,7 @@ _RATE_FIELDS: Final = (
     "drop_rate",
     "malformed_rate",
 )
-_NON_NEGATIVE_FIELDS: Final = ("latency_ms", "per_doc_latency_ms", "jitter_ms")
+_NON_NEGATIVE_FIELDS: Final = ("latency_ms", "per_doc_latency_ms", "jitter_ms", "outage_duration_s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +102,36 @@ class ServerConfig:
         default=None,
         metadata={"help": "Seed for the random faults and jitter. None: fresh entropy."},
     )
+    max_in_flight: int | None = field(
+        default=None,
+        metadata={
+            "help": "Answer 429 at once, without Retry-After, to requests above this many in "
+            "flight (a provider's concurrency cap). None: no cap."
+        },
+    )
+    rate_limit_rps: float | None = field(
+        default=None,
+        metadata={"help": "Requests per second allowed (a token bucket); past it, 429. None: off."},
+    )
+    rate_limit_burst: float | None = field(
+        default=None,
+        metadata={"help": "Bucket size of the rate limit, in requests. None: one second's worth."},
+    )
+    rate_limit_retry_after: bool = field(
+        default=False,
+        metadata={"help": "Send Retry-After (and retry-after-ms) with rate-limit 429s."},
+    )
+    outage_start_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds after the first inference request when a full outage (every "
+            "request 503) begins. None: no outage."
+        },
+    )
+    outage_duration_s: float = field(
+        default=0.0,
+        metadata={"help": "How long the outage lasts, in seconds."},
+    )
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
@@ -121,7 +151,14 @@ class ServerConfig:
         _check_float("tail_multiplier", self.tail_multiplier, low=1.0)
         if self.retry_after_s is not None:
             _check_float("retry_after_s", self.retry_after_s, low=0.0)
-        for name in ("capacity", "max_batch_size"):
+        for name in ("rate_limit_rps", "rate_limit_burst", "outage_start_s"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_float(name, value, low=0.0)
+                if name != "outage_start_s" and value <= 0:
+                    msg = f"{name} must be > 0 or None, got {value!r}"
+                    raise ValueError(msg)
+        for name in ("capacity", "max_batch_size", "max_in_flight"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1

@@ -1,11 +1,13 @@
 """One request pipeline for every dialect, written once.
 
-An inference request goes through, in order: auth (401), the model named in the path
-(404), the body (the dialect's 400 or 422), the model named in the body (404), batch
-size, the fault plan (503, 429 answered at once), the capacity queue, the simulated
-latency, then a dropped connection, a malformed 200 (truncated JSON, one score
-missing, or no scores), or the real answer. Every dialect shares one set of stats,
-one fault random stream and one capacity queue.
+An inference request goes through, in order: the provider-style limits
+(``_limits``: an outage's 503, a concurrency cap's or rate limit's 429), auth
+(401), the model named in the path (404), the body (the dialect's 400 or 422),
+the model named in the body (404), batch size, the fault plan (503, 429 answered
+at once), the capacity queue, the simulated latency, then a dropped connection, a
+malformed 200 (truncated JSON, one score missing, or no scores), or the real
+answer. Every dialect shares one set of stats, one fault random stream and one
+capacity queue.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ._config import ServerConfig
 from ._dialects import Dialect, ReplyContext, RerankCall
 from ._faults import Fault, FaultInjector, FaultPlan, Malformation
 from ._http import JSON_MEDIA_TYPE, DroppedResponse, InvalidBodyError, dumps
+from ._limits import AdmissionControl, Refusal, retry_after_header
 from ._scoring import score_pairs
 from ._stats import StatsKeeper
 
@@ -34,6 +37,21 @@ def _is_known(model: str, known_models: Collection[str] | None) -> bool:
     return known_models is None or model in known_models
 
 
+_REFUSAL_MESSAGES = {
+    "max_in_flight": "Too many concurrent requests (simulated)",
+    "rate_limit": "Rate limit exceeded (simulated)",
+    "outage": "Service temporarily unavailable (simulated outage)",
+}
+
+
+def _refused(dialect: Dialect, refusal: Refusal) -> Response:
+    headers: dict[str, str] = {}
+    if refusal.retry_after_s is not None:
+        headers["retry-after"] = retry_after_header(refusal.retry_after_s)
+        headers["retry-after-ms"] = str(max(1, math.ceil(refusal.retry_after_s * 1000)))
+    return dialect.error(refusal.status, _REFUSAL_MESSAGES[refusal.reason], headers)
+
+
 class RerankService:
     """The endpoints, closing over one config, one fault injector and one set of stats."""
 
@@ -41,6 +59,8 @@ class RerankService:
         self.config = config
         self.faults = FaultInjector(config)
         self.stats = StatsKeeper()
+        self.admission = AdmissionControl(config)
+        self.stats.refusals = self.admission.refusals
         # Created on first use, inside the event loop that serves requests (running_server
         # builds the app in the caller's thread, which may be running a loop of its own).
         self._limiter: anyio.CapacityLimiter | None = None
@@ -53,8 +73,15 @@ class RerankService:
         # Counted on entry, before any capacity wait: a client that overshoots its own
         # concurrency bound shows up in max_in_flight.
         stats.enter()
+        refusal = self.admission.admit()
         try:
-            response = await self._answer(request, dialect, uuid.uuid4().hex, started)
+            if refusal is not None:
+                response = _refused(dialect, refusal)
+            else:
+                try:
+                    response = await self._answer(request, dialect, uuid.uuid4().hex, started)
+                finally:
+                    self.admission.leave()
         finally:
             stats.in_flight -= 1
         if isinstance(response, DroppedResponse):
@@ -166,6 +193,8 @@ class RerankService:
 
     async def reset_stats(self, request: Request) -> Response:
         self.stats.reset()
+        self.admission.reset()
+        self.stats.refusals = self.admission.refusals
         return JSONResponse(self.stats.snapshot())
 
     async def healthz(self, request: Request) -> Response:

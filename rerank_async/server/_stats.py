@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TypedDict
 
 __all__ = ["ServerStats", "StatsKeeper"]
@@ -20,6 +21,11 @@ class ServerStats(TypedDict):
         status_counts: Responses by status code (as a string); dropped ones are not counted.
         dropped: Connections dropped on purpose.
         malformed: 200 responses sent with a broken body on purpose.
+        refusals: Requests turned away by the limit knobs, by reason
+            (``max_in_flight``, ``rate_limit``, ``outage``).
+        first_request_s: ``time.monotonic()`` of the first request since start or
+            reset, or ``None``; with ``last_request_s``, the request rate.
+        last_request_s: ``time.monotonic()`` of the latest request, or ``None``.
     """
 
     requests: int
@@ -31,6 +37,9 @@ class ServerStats(TypedDict):
     status_counts: dict[str, int]
     dropped: int
     malformed: int
+    refusals: dict[str, int]
+    first_request_s: float | None
+    last_request_s: float | None
 
 
 class StatsKeeper:
@@ -49,8 +58,15 @@ class StatsKeeper:
         self.status_counts: dict[str, int] = {}
         self.dropped = 0
         self.malformed = 0
+        self.refusals: dict[str, int] = {}
+        self.first_request_s: float | None = None
+        self.last_request_s: float | None = None
 
     def enter(self) -> None:
+        now = time.monotonic()
+        if self.first_request_s is None:
+            self.first_request_s = now
+        self.last_request_s = now
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -74,4 +90,7 @@ class StatsKeeper:
             status_counts=dict(self.status_counts),
             dropped=self.dropped,
             malformed=self.malformed,
+            refusals=dict(self.refusals),
+            first_request_s=self.first_request_s,
+            last_request_s=self.last_request_s,
         )

@@ -82,6 +82,8 @@ def test_bench_against_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture
         assert result["http_requests"] >= 3 * 64 // result["batch_size"]
         assert result["call_ms"]["p50"] <= result["call_ms"]["p99"]
         assert result["server_runtime_ms_p50"] is not None
+        assert 1 <= result["concurrency_limit"] <= result["concurrency"]
+    assert "limit" in out
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

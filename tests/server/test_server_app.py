@@ -474,8 +474,13 @@ async def test_stats_and_reset() -> None:
         "status_counts": {"200": 2, "422": 1},
         "dropped": 0,
         "malformed": 0,
+        "refusals": {},
+        "first_request_s": stats["first_request_s"],
+        "last_request_s": stats["last_request_s"],
     }
-    zero: dict[str, object] = {k: ({} if k == "status_counts" else 0) for k in stats}
+    assert stats["first_request_s"] <= stats["last_request_s"]
+    zero: dict[str, object] = {k: ({} if k in ("status_counts", "refusals") else 0) for k in stats}
+    zero["first_request_s"] = zero["last_request_s"] = None
     assert reset == after == zero
 
 

@@ -14,6 +14,7 @@ from rerank_async import (
     RerankClient,
     RerankError,
     RerankResult,
+    RetryBudgetExhaustedError,
     RetryPolicy,
     Usage,
 )
@@ -65,3 +66,24 @@ async def public_test_seams(client: RerankClient) -> int:
     stats: ClientStatistics = client.statistics()
     in_flight: int = stats.in_flight
     return in_flight + stats.waiting + stats.outstanding_batches + stats.batch_limit
+
+
+async def living_within_limits() -> float | None:
+    async with RerankClient(
+        adaptive_concurrency=False,
+        max_requests_per_minute=600,
+        max_tokens_per_minute=100_000.0,
+        retry_budget_ratio=None,
+        retry_budget_per_second=1.0,
+        hedge_after="auto",
+    ) as client:
+        stats = client.statistics()
+        limit: int = stats.concurrency_limit
+        used: int | None = stats.requests_this_minute
+        del limit, used
+        try:
+            await client.score("q", ["a"])
+        except RetryBudgetExhaustedError as error:
+            last: RerankError = error.last_error
+            del last
+        return stats.retry_budget_left

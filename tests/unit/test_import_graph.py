@@ -101,16 +101,22 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
 # docs/development.md draws the same table.
 CORE_LAYERS: list[set[str]] = [
     {
+        "_adaptive",
         "_batching",
         "_checks",
         "_constants",
         "_exceptions",
+        "_latency_window",
         "_limiter",
         "_packing",
+        "_rate_limit_headers",
+        "_rate_limiter",
+        "_retry_budget",
+        "_shared_pause",
         "_statistics",
         "_version",
     },
-    {"_models", "_pair_pool", "_retry", "providers"},
+    {"_admission", "_models", "_pair_pool", "_retry", "providers"},
     {"_call", "_config", "_hedging", "_tracing", "_transport"},
     {"_aiohttp_transport", "_many", "_observe"},
     {"_engines", "_runner"},

@@ -19,8 +19,10 @@ async def test_statistics_of_an_idle_client() -> None:
     async with make_client(batch_size=5, max_concurrency=3) as client:
         stats = client.statistics()
     assert stats == ClientStatistics(
-        in_flight=0, waiting=0, outstanding_batches=0, batch_limit=5, max_concurrency=3
-    )
+        in_flight=0, waiting=0, outstanding_batches=0, batch_limit=5, max_concurrency=3,
+        concurrency_limit=3, retry_budget_left=23.0,  # 10 s of 2/s, and one per slot
+        paused_until=None, requests_this_minute=None, tokens_this_minute=None,
+    )  # fmt: skip
     with pytest.raises(dataclasses.FrozenInstanceError):
         stats.in_flight = 1  # type: ignore[misc]
 

@@ -1,0 +1,402 @@
+"""``Admission``: what a request must pass before it is sent, and what its answer teaches.
+
+One object per client holds the client's limits on load: the shared pause,
+the concurrency slots (fair across calls, sized by the adaptive limit), the
+request and token buckets, and the retry budget. The runner wraps every HTTP
+attempt in ``admitted(...)`` and reports how it ended with ``settle(...)``;
+retries ask ``may_retry()``. Order of the waits: the pause first (nothing goes
+out while the client is told to wait), then a slot, then the buckets, so that
+a request leaves the moment its rate share is granted and never sits in a
+bucket's queue without a slot to be sent on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from ._adaptive import AdaptiveLimit, LimitChange, Ticket
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+)
+from ._latency_window import LatencyWindow
+from ._limiter import FairLimiter
+from ._rate_limiter import RateLimiter
+from ._retry_budget import RetryBudget
+from ._shared_pause import SharedPause
+
+__all__ = ["Admission", "AdmissionStatistics", "HedgeSlots", "LoadSettings", "is_overload"]
+
+# Answers of the last second make a rate worth trusting once there are this many.
+_RATE_WINDOW_S = 1.0
+_MIN_ANSWERS_FOR_RATE = 8
+# 503 unavailable, 502/504 gateways in front of a saturated backend, 529 overloaded.
+_OVERLOAD_STATUSES = frozenset({429, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """How a client limits the load it puts on a server.
+
+    Attributes:
+        max_concurrency: The most requests in flight (the adaptive limit's ceiling).
+        adaptive: Whether the limit follows the server; ``False`` keeps it at
+            ``max_concurrency``.
+        max_requests_per_minute: Client-side request rate limit, or ``None``.
+        max_tokens_per_minute: Client-side token rate limit, or ``None``.
+        retry_budget_ratio: Retries allowed per first attempt; ``None``: no budget.
+        retry_budget_floor: Retries allowed per second regardless of traffic.
+        max_pause: Most seconds one signal may pause the whole client.
+    """
+
+    max_concurrency: int
+    adaptive: bool = True
+    max_requests_per_minute: float | None = None
+    max_tokens_per_minute: float | None = None
+    retry_budget_ratio: float | None = 0.2
+    retry_budget_floor: float = 2.0
+    max_pause: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStatistics:
+    """The load limits' state at one moment (see ``RerankClient.statistics()``)."""
+
+    concurrency_limit: int
+    in_flight: int
+    waiting: int
+    retry_budget_left: float | None
+    paused_until: float | None
+    requests_this_minute: int | None
+    tokens_this_minute: int | None
+
+
+def is_overload(error: BaseException) -> bool:
+    """Whether a failure says "too much load": 429, 502/503/504/529, a timeout, a drop."""
+    if isinstance(error, APIStatusError):
+        return error.status_code in _OVERLOAD_STATUSES
+    return isinstance(error, APIConnectionError)
+
+
+class Admission:
+    """A client's gate for requests: pause, slots, buckets, budget.
+
+    Args:
+        settings: The limits.
+        clock: Seconds on a monotonic clock; anyio's by default.
+        sleep: How to wait; ``anyio.sleep`` by default.
+    """
+
+    def __init__(
+        self,
+        settings: LoadSettings,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
+        self._latency = 0.0
+        self._answered: deque[float] = deque()  # answer times in the last second
+        self._latencies = LatencyWindow(0.95)
+        ceiling = settings.max_concurrency
+        self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
+        self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
+        self._pause = SharedPause(max_pause=settings.max_pause, clock=clock, sleep=sleep)
+        self._requests = (
+            RateLimiter(settings.max_requests_per_minute, clock=clock, sleep=sleep)
+            if settings.max_requests_per_minute is not None
+            else None
+        )
+        self._tokens = (
+            RateLimiter(settings.max_tokens_per_minute, clock=clock, sleep=sleep)
+            if settings.max_tokens_per_minute is not None
+            else None
+        )
+        self._budget = (
+            RetryBudget(
+                settings.retry_budget_ratio,
+                settings.retry_budget_floor,
+                reserve=settings.max_concurrency,
+                clock=clock,
+            )
+            if settings.retry_budget_ratio is not None
+            else None
+        )
+
+    @property
+    def settings(self) -> LoadSettings:
+        """The limits this gate enforces."""
+        return self._settings
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether requests must say their token cost (a token limit is set)."""
+        return self._tokens is not None
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests allowed in flight now."""
+        return self._slots.total
+
+    @asynccontextmanager
+    async def admitted(
+        self,
+        owner: Hashable,
+        *,
+        tokens: int = 0,
+        first_attempt: bool = True,
+        pause_waited: float | None = None,
+    ) -> AsyncIterator[Ticket]:
+        """Hold the right to send one request for the ``async with`` block.
+
+        Args:
+            owner: Whose turn it is in the fair slot queue (a call).
+            tokens: The request's estimated token cost, for the token bucket.
+            first_attempt: A batch's first try earns retry budget; a retry does not.
+            pause_waited: For the retry of a batch whose own 429 set the pause, the
+                pause it set (what ``settle`` returned): it waited that out in its
+                backoff, so only a later extension holds it back.
+        """
+        until = self._pause.until
+        if until is not None and (pause_waited is None or until > pause_waited):
+            await self._pause.wait()
+        async with self._slot(owner) as level:
+            if self._requests is not None:
+                await self._requests.acquire(1)
+            if self._tokens is not None and tokens:
+                await self._tokens.acquire(tokens)
+            if first_attempt and self._budget is not None:
+                self._budget.deposit()
+            ticket = self._stamp(level)
+            try:
+                yield ticket
+            except Exception as error:
+                if is_overload(error):
+                    await self._cool_down(ticket)
+                raise
+
+    @asynccontextmanager
+    async def _slot(self, owner: Hashable) -> AsyncIterator[int]:
+        """A slot that is still within the limit when its holder gets to run.
+
+        On a busy loop a task may resume long after its slot was granted, by when
+        the limit may have dropped below the slots held: it then queues again
+        instead of sending a request the server has just said it cannot take.
+        """
+        while True:
+            level = await self._slots.acquire(owner)
+            if self._slots.in_use <= self._slots.total:
+                break
+            self._slots.release()
+        try:
+            yield level
+        finally:
+            self._slots.release()
+
+    async def _cool_down(self, ticket: Ticket) -> None:
+        """Hold a slot freed by a fast overload answer for about one answer's time.
+
+        A 429 or 503 answered at once frees its slot at once, and the next batch
+        takes it and is refused at once too: one slot can burn through dozens
+        of requests per round trip. While overload signals dominate, a slot
+        freed by one is held until a normal answer would have come back.
+        """
+        if self._adaptive is None or not self._adaptive.overloaded or ticket.sent_at is None:
+            return
+        remaining = self._latency - (self._clock() - ticket.sent_at)
+        if remaining > 0:
+            with anyio.CancelScope(shield=True):
+                await self._sleep(remaining)
+
+    def try_admit_extra(self) -> Ticket | None:
+        """A slot for optional work (a hedge) only if one is free now and budget allows.
+
+        The caller must ``release_extra()`` when done.
+        """
+        if self._pause.until is not None or self._requests is not None:
+            return None
+        if not self._slots.try_acquire():
+            return None
+        if self._budget is not None and not self._budget.try_withdraw():
+            self._slots.release()
+            return None
+        return self._stamp(self._slots.in_use)
+
+    def release_extra(self) -> None:
+        """Give back a slot taken by ``try_admit_extra``."""
+        self._slots.release()
+
+    def hedge_threshold(self) -> float | None:
+        """The rolling p95 of answer latency (``hedge_after="auto"``), once known."""
+        return self._latencies.threshold()
+
+    @property
+    def hedge_slots(self) -> HedgeSlots:
+        """The view of the slots a hedging race takes its extra slot from."""
+        return HedgeSlots(self)
+
+    def may_retry(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is spent (or no budget)."""
+        return self._budget is None or self._budget.try_withdraw()
+
+    def settle(
+        self,
+        ticket: Ticket,
+        error: BaseException | None,
+        *,
+        limit_reset_s: float | None = None,
+        estimated_tokens: int = 0,
+        used_tokens: int | None = None,
+    ) -> float | None:
+        """Learn from how a request ended.
+
+        Args:
+            ticket: What ``admitted`` yielded.
+            error: The failure, or ``None`` for an answer.
+            limit_reset_s: Seconds until a rate limit the response's headers say is
+                spent resets (the transport reads them), when they say so.
+            estimated_tokens: The cost the request was admitted with.
+            used_tokens: The server's reported usage, when it reported one.
+
+        Returns:
+            The pause's end when this answer's ``Retry-After`` paused the whole
+            client (its batch then waits that out in its own backoff, not twice).
+        """
+        if self._tokens is not None and used_tokens is not None and estimated_tokens:
+            self._tokens.correct(estimated_tokens, used_tokens)
+        paused = False
+        if error is None:
+            self._pause.on_answer()
+            elapsed = self._clock() - ticket.sent_at if ticket.sent_at is not None else None
+            self._answered.append(self._clock())
+            if elapsed is not None:
+                self._latencies.add(elapsed)
+                self._latency = (
+                    elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
+                )
+            if self._adaptive is not None:
+                self._adaptive.on_success(ticket)
+                self._follow()
+        elif is_overload(error):
+            paused = self._on_overload(ticket, error)
+        elif self._adaptive is not None:
+            self._adaptive.on_neutral(ticket)
+        if limit_reset_s is not None:
+            self._pause.pause_for(limit_reset_s)
+        return self._pause.until if paused else None
+
+    def retry_after_binds(self, error: BaseException) -> bool:
+        """Whether a batch must wait out its 429's ``Retry-After``.
+
+        Only while the whole client is paused for it: 429s are dense (the
+        client as a whole is over a limit), or the request was the only one in
+        flight. An isolated 429 among many requests on a busy service is
+        retried on the normal backoff, as its 503 neighbours are.
+        """
+        if not isinstance(error, RateLimitError):
+            return True
+        return self._pause.until is not None
+
+    def statistics(self) -> AdmissionStatistics:
+        """The current state, for ``RerankClient.statistics()``."""
+        return AdmissionStatistics(
+            concurrency_limit=self._slots.total,
+            in_flight=self._slots.in_use,
+            waiting=self._slots.waiting + self._pause.waiting,
+            retry_budget_left=self._budget.left() if self._budget is not None else None,
+            paused_until=self._pause.until,
+            requests_this_minute=(
+                round(self._requests.used_this_minute()) if self._requests is not None else None
+            ),
+            tokens_this_minute=(
+                round(self._tokens.used_this_minute()) if self._tokens is not None else None
+            ),
+        )
+
+    def _stamp(self, level: int) -> Ticket:
+        epoch = 0 if self._adaptive is None else self._adaptive.on_send(level).epoch
+        if level > self._slots.total:
+            # Granted under a higher limit than now (the task resumed late): its
+            # failure belongs to the burst that lowered the limit, not to this epoch.
+            epoch = -1
+        return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
+
+    def _on_overload(self, ticket: Ticket, error: BaseException) -> bool:
+        paused = False
+        if isinstance(error, RateLimitError):
+            paused = self._pause.on_rate_limited(error.retry_after)
+            if not paused and error.retry_after is not None and ticket.level <= 1:
+                # The only request in flight: nothing else can be to blame.
+                self._pause.pause_for(error.retry_after)
+                paused = True
+        if self._adaptive is None:
+            return paused
+        change = self._adaptive.on_overload(ticket, sustainable=self._sustainable())
+        if change is LimitChange.AT_FLOOR:
+            self._pause.on_overload_at_floor()
+        self._follow()
+        return paused
+
+    def _sustainable(self) -> int | None:
+        """Concurrency that the answers of the last second need (Little's law).
+
+        ``0`` when nothing was answered in that second; ``None`` when the answers
+        span less than two round trips, which tells a burst, not a rate.
+        """
+        now = self._clock()
+        answers = self._answered
+        while answers and answers[0] < now - _RATE_WINDOW_S:
+            answers.popleft()
+        if not answers:
+            return 0
+        span = now - answers[0]
+        if len(answers) < _MIN_ANSWERS_FOR_RATE or self._latency <= 0:
+            return None
+        if span <= 0 or span < 2 * self._latency:
+            return None
+        return max(1, math.ceil(len(answers) / span * self._latency))
+
+    def _follow(self) -> None:
+        assert self._adaptive is not None
+        if self._adaptive.limit != self._slots.total:
+            self._slots.set_total(self._adaptive.limit)
+
+
+class HedgeSlots:
+    """``Limiter`` as the hedging race sees it: an extra slot costs a retry from the budget."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    @property
+    def total(self) -> int:
+        return self._admission._slots.total
+
+    @property
+    def in_use(self) -> int:
+        return self._admission._slots.in_use
+
+    @property
+    def waiting(self) -> int:
+        return self._admission._slots.waiting
+
+    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[int]:
+        return self._admission._slots.slot(owner)
+
+    def try_acquire(self) -> bool:
+        return self._admission.try_admit_extra() is not None
+
+    def release(self) -> None:
+        self._admission.release_extra()
