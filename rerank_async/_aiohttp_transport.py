@@ -1,9 +1,9 @@
-"""The aiohttp engine (extra ``aiohttp``): the same requests at a third of httpx's CPU cost.
+"""The aiohttp engine: the same requests at a third of httpx's CPU cost.
 
-Measured on the 2-core benchmark machine, one 32-document request costs about
-2.4 ms of client CPU through httpx and well under 1 ms through aiohttp (see
-docs/benchmarks.md). aiohttp runs on asyncio only, so this engine is opt-in:
-``RerankClient(http_engine="aiohttp")``.
+Measured on the 2-core benchmark machine (docs/benchmarks.md, "Fast by
+default"), so it is the default on asyncio (``http_engine="auto"``); aiohttp
+runs on asyncio only, so trio and a caller's ``http_client=`` use httpx.
+aiohttp is a core dependency, imported only when this engine is chosen.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ try:
     import aiohttp
 except ImportError as error:  # pragma: no cover - exercised by the missing-extra check
     raise ImportError(
-        "http_engine='aiohttp' needs the aiohttp extra: pip install 'rerank-async[aiohttp]'",
+        "http_engine='aiohttp' needs aiohttp, a dependency of rerank-async: "
+        "pip install --force-reinstall rerank-async",
         name=error.name,
     ) from error
 
@@ -63,7 +64,8 @@ class AiohttpTransport(Transport):
             asyncio.get_running_loop()
         except RuntimeError as error:
             raise RuntimeError(
-                "http_engine='aiohttp' runs on asyncio only; use the default httpx engine with trio"
+                "http_engine='aiohttp' runs on asyncio only; use http_engine='auto' or 'httpx' "
+                "with trio"
             ) from error
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
         # The client sets every header itself, and no cookie jar is wanted on an

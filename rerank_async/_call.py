@@ -5,14 +5,21 @@ from __future__ import annotations
 import math
 from typing import Final
 
+import anyio
 from anyio.abc import TaskGroup
 
-from ._batching import ScoreSlots, dedupe, fan_out
+from ._batching import Deduper, ScoreSlots, dedupe, fan_out, has_duplicates
 from ._exceptions import AuthenticationError, NotFoundError, RerankError
 from ._partial import PartialScores
 from .providers import BatchScores
 
-__all__ = ["CallState", "batch_range_bounds"]
+__all__ = ["LARGE_CALL_CHARS", "CallState", "batch_range_bounds"]
+
+# Characters of text above which a call's whole-call passes (dedupe's hashing) run a
+# slice per turn of the event loop: hashing 40 MB takes tens of milliseconds, measured.
+LARGE_CALL_CHARS: Final = 1_000_000
+# Characters hashed per turn when deduplicating a large call.
+_TURN_CHARS: Final = 250_000
 
 # Errors no other batch of the call can escape: a refused key, an unknown model.
 _ENDPOINT_WIDE: Final = (AuthenticationError, NotFoundError)
@@ -40,6 +47,7 @@ class CallState:
         "first_index",
         "hedges",
         "input_tokens",
+        "large",
         "positions",
         "query",
         "requests",
@@ -50,11 +58,19 @@ class CallState:
         "unique",
     )
 
-    task_group: TaskGroup
-
     def __init__(
-        self, *, query: str, unique: list[str], positions: list[int] | None, spread: bool = True
+        self,
+        *,
+        query: str,
+        unique: list[str],
+        positions: list[int] | None,
+        large: bool = False,
+        spread: bool = True,
     ) -> None:
+        # Set while the call's batches run in a task group; a one-batch call has none.
+        self.task_group: TaskGroup | None = None
+        # Over LARGE_CALL_CHARS of text: its batches start one per turn of the event loop.
+        self.large = large
         self.query = query
         # Whether the planner may spread the call over idle slots (not for a resume).
         self.spread = spread
@@ -80,15 +96,38 @@ class CallState:
                     seen += 1
 
     @classmethod
-    def for_documents(
+    async def for_documents(
         cls, query: str, documents: list[str], *, dedupe_them: bool, spread: bool = True
     ) -> CallState:
-        """A call's state, sending identical documents once when ``dedupe_them``."""
-        if dedupe_them:
+        """A call's state, sending identical documents once when ``dedupe_them``.
+
+        Most calls have no duplicates, and a C-speed set check skips dedupe's
+        loop for them. A large call is deduplicated a slice per turn of the
+        event loop, so that hashing megabytes of text stalls no other task.
+        """
+        chars = sum(map(len, documents))
+        large = chars >= LARGE_CALL_CHARS
+        if not dedupe_them:
+            return cls(query=query, unique=documents, positions=None, large=large, spread=spread)
+        if not large:
+            if not has_duplicates(documents):
+                return cls(query=query, unique=documents, positions=None, spread=spread)
             unique, positions = dedupe(documents)
-            if len(unique) < len(documents):  # without duplicates, skip the fan-out copy
-                return cls(query=query, unique=unique, positions=positions, spread=spread)
-        return cls(query=query, unique=documents, positions=None, spread=spread)
+            return cls(query=query, unique=unique, positions=positions, spread=spread)
+        deduper = Deduper()
+        step = max(1, len(documents) * _TURN_CHARS // chars)
+        for start in range(0, len(documents), step):
+            deduper.add(documents[start : start + step])
+            await anyio.lowlevel.checkpoint()
+        if len(deduper.unique) == len(documents):
+            return cls(query=query, unique=documents, positions=None, large=True, spread=spread)
+        return cls(
+            query=query,
+            unique=deduper.unique,
+            positions=deduper.positions,
+            large=True,
+            spread=spread,
+        )
 
     def caller_scores(self) -> list[float]:
         """Every caller document's score, in the caller's order; all slots must be filled."""
@@ -119,7 +158,9 @@ class CallState:
         are kept, unless the error holds for every batch of the endpoint."""
         if self.error is None:
             self.error = error
-        if not isinstance(error, RerankError) or isinstance(error, _ENDPOINT_WIDE):
+        if self.task_group is not None and (
+            not isinstance(error, RerankError) or isinstance(error, _ENDPOINT_WIDE)
+        ):
             self.task_group.cancel_scope.cancel()
 
     def documents_scored(self) -> int:

@@ -39,6 +39,7 @@ from ._encodable import check_encodable_in_slices
 from ._engines import open_transport
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
+from ._pair_pool import PairPool
 from ._partial import PartialScores
 from ._resume import checked_resume, score_the_gaps
 from ._retry import RetryPolicy
@@ -103,9 +104,10 @@ class RerankClient:
         dedupe: Send identical documents of one call once.
         http_client: A caller-owned ``httpx.AsyncClient``; never closed here.
             Size its pool to at least ``max_concurrency`` connections.
-        http_engine: ``"httpx"`` (default; any anyio backend) or ``"aiohttp"``
-            (asyncio only, extra ``aiohttp``): the same behaviour at about a
-            third of the CPU per request, for high-throughput bulk work.
+        http_engine: ``"auto"`` (default): aiohttp on asyncio, at about a third
+            of httpx's CPU per request, and httpx under trio or with
+            ``http_client``. ``"httpx"`` or ``"aiohttp"`` (asyncio only) to
+            choose; the behaviour is the same on both.
         hedge_after: Seconds after which a batch still unanswered is sent a
             second time, when a concurrency slot is free and the retry budget
             allows; the first answer wins. Cuts the tail on servers with rare,
@@ -152,7 +154,7 @@ class RerankClient:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         dedupe: bool = True,
         http_client: httpx.AsyncClient | None = None,
-        http_engine: HttpEngine = "httpx",
+        http_engine: HttpEngine = "auto",
         on_request: Callable[[RequestRecord], None] | None = None,
         hedge_after: float | Literal["auto"] | None = None,
         adaptive_concurrency: bool = True,
@@ -193,7 +195,7 @@ class RerankClient:
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
-            sender=self._transport,
+            sender=self._transport.sender,
         )
         self._state = _State.UNOPENED
 
@@ -213,6 +215,15 @@ class RerankClient:
     def provider(self) -> Provider:
         """The wire format in use."""
         return self._provider
+
+    @property
+    def http_engine(self) -> str:
+        """The engine sending requests: ``"aiohttp"`` or ``"httpx"``.
+
+        ``"auto"`` until the first request, when the choice is made by the
+        running async library (aiohttp on asyncio, httpx otherwise).
+        """
+        return self._transport.engine_name
 
     @property
     def batch_limit(self) -> int:
@@ -276,6 +287,22 @@ class RerankClient:
                 fail every batch (401, 403, 404) cancels them instead.
             RuntimeError: The client is closed.
         """
+        return await self._traced_rerank(
+            query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+        )
+
+    async def _traced_rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None = None,
+        total_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: PartialScores | None = None,
+        spread: bool = True,
+        pool: PairPool | None = None,
+    ) -> RerankResult:
+        """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
         # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
         # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
         with rerank_span(
@@ -287,7 +314,13 @@ class RerankClient:
         ) as span:
             return span.finished(
                 await self._rerank(
-                    query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+                    query,
+                    documents,
+                    top_k=top_k,
+                    total_timeout=total_timeout,
+                    resume=resume,
+                    spread=spread,
+                    pool=pool,
                 )
             )
         # --- end of the OpenTelemetry hook
@@ -300,8 +333,10 @@ class RerankClient:
         top_k: int | None,
         total_timeout: float | NotGiven | None,
         resume: PartialScores | None,
+        spread: bool,
+        pool: PairPool | None,
     ) -> RerankResult:
-        """``rerank`` without its span."""
+        """``rerank`` without its span: one pass of the runner, or of the pair pool."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
@@ -310,7 +345,11 @@ class RerankClient:
         await check_encodable_in_slices(checked)
         if resume is None:
             scores, usage = await self._score(
-                request.query, checked, deadline_seconds=request.deadline_seconds
+                request.query,
+                checked,
+                deadline_seconds=request.deadline_seconds,
+                spread=spread,
+                pool=pool,
             )
         else:
             # As few requests as possible: each one more is one more chance to fail again.
@@ -336,16 +375,25 @@ class RerankClient:
         *,
         deadline_seconds: float | None,
         spread: bool = True,
+        pool: PairPool | None = None,
     ) -> tuple[list[float], Usage]:
-        """Scores of ``documents`` in order; a failure carries what was scored as ``partial``."""
+        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool.
+
+        A failure carries what was scored as ``partial``.
+        """
         if not documents:
             return [], Usage()
-        call = CallState.for_documents(
+        call = await CallState.for_documents(
             query, documents, dedupe_them=self._runner.options.dedupe, spread=spread
         )
-        await self._runner.run_call(
-            call, deadline_seconds=deadline_seconds, n_documents=len(documents)
-        )
+        if pool is None:
+            await self._runner.run_call(
+                call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
+            )
+        else:
+            await self._runner.packed.run_pooled_call(
+                call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
+            )
         return call.caller_scores(), Usage(
             documents=len(documents),
             unique_documents=len(call.unique),
@@ -411,8 +459,20 @@ class RerankClient:
         if max_pending is None:
             max_pending = 4 * self._runner.options.max_concurrency
         check_int("max_pending", max_pending, minimum=1)
+        options = self._runner.options
+        if options.split and self._provider.packs_pairs(options.model):
+            # One query per document on the wire: the requests share full batches.
+            return rerank_each(
+                self._traced_rerank,
+                requests,
+                max_pending=max_pending,
+                fail_fast=fail_fast,
+                total_timeout=total_timeout,
+                pool=self._runner.packed.open_pool(),
+            )
+        # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(
-            self.rerank,
+            partial(self._traced_rerank, spread=False),
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,
@@ -427,7 +487,7 @@ class RerankClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        await self._transport.aclose()
+        await self._transport.sender.aclose()
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:

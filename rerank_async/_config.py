@@ -39,6 +39,7 @@ from ._version import __version__
 from .providers import Provider, resolve_provider
 
 __all__ = [
+    "HTTP_ENGINES",
     "NOT_GIVEN",
     "CallRequest",
     "ClientOptions",
@@ -50,7 +51,8 @@ __all__ = [
     "resolve_config",
 ]
 
-HttpEngine: TypeAlias = Literal["httpx", "aiohttp"]
+HttpEngine: TypeAlias = Literal["auto", "httpx", "aiohttp"]
+HTTP_ENGINES: Final[tuple[HttpEngine, ...]] = ("auto", "httpx", "aiohttp")
 
 
 class NotGiven(enum.Enum):
@@ -94,7 +96,7 @@ class ResolvedConfig:
         options: The public, resolved options.
         provider: The wire format.
         api_key: The key, from the argument or the provider's variables; never logged.
-        http_engine: Which engine sends the requests.
+        http_engine: Which engine sends the requests; "auto" settles at the first one.
         http_client: A caller-owned httpx client, or ``None``.
         timeout: The per-request timeout after its check, or ``NOT_GIVEN``.
         headers: Headers every request carries, authentication included.
@@ -211,8 +213,8 @@ def resolve_config(
         limits=limits,
     )
 
-    if http_engine not in ("httpx", "aiohttp"):
-        raise ValueError(f"http_engine must be 'httpx' or 'aiohttp', not {http_engine!r}")
+    if http_engine not in HTTP_ENGINES:
+        raise ValueError(f"http_engine must be 'auto', 'httpx' or 'aiohttp', not {http_engine!r}")
     if http_engine == "aiohttp" and http_client is not None:
         raise ValueError(
             "http_client is an httpx client; it cannot be used with http_engine='aiohttp'"

@@ -1,52 +1,117 @@
-"""Transport construction: the chosen engine, then the wrappers around it."""
+"""Transport construction: the chosen engine, then the wrappers around it.
+
+``http_engine="auto"`` (the default) sends through aiohttp on asyncio, a third
+of httpx's CPU per request (measured, docs/benchmarks.md "Fast by default"),
+and through httpx under trio or when the caller passes ``http_client=``. A
+client may be built outside any event loop (a module-level client of a web
+app), so "auto" settles on its engine at the first request, when the running
+async library is known.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import httpx
+import sniffio
 
 from ._config import NotGiven, ResolvedConfig
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 from ._models import RequestRecord
 from ._observe import ObservedTransport
-from ._transport import BatchSender, Endpoint, HttpxTransport, TimeoutTypes, Transport
+from ._transport import (
+    BatchRequest,
+    BatchSender,
+    Endpoint,
+    HttpxTransport,
+    Reply,
+    TimeoutTypes,
+    Transport,
+    attempt_deadline,
+)
 
-__all__ = ["open_transport"]
+__all__ = ["AutoTransport", "OpenTransport", "open_transport"]
+
+logger = logging.getLogger("rerank_async")
+
+
+class OpenTransport(NamedTuple):
+    """What ``open_transport`` builds: the chain to send through, and the engine at its end."""
+
+    sender: BatchSender
+    engine: Transport
+
+    @property
+    def engine_name(self) -> str:
+        """``"aiohttp"`` or ``"httpx"``; ``"auto"`` until an automatic choice is made."""
+        if isinstance(self.engine, AutoTransport):
+            return self.engine.engine
+        return "httpx" if isinstance(self.engine, HttpxTransport) else "aiohttp"
 
 
 def open_transport(
     config: ResolvedConfig, *, on_request: Callable[[RequestRecord], None] | None
-) -> BatchSender:
+) -> OpenTransport:
     """The sender a client uses: its engine, observed when ``on_request`` is given.
 
     The wrapper chain is built here and only here, outermost last.
     """
-    sender: BatchSender = _open_engine(config)
+    engine = _open_engine(config)
+    sender: BatchSender = engine
     if on_request is not None:
         sender = ObservedTransport(sender, model=config.options.model, on_request=on_request)
-    return sender
+    return OpenTransport(sender, engine)
 
 
 def _open_engine(config: ResolvedConfig) -> Transport:
+    if config.http_engine == "httpx" or config.http_client is not None:
+        return _open_httpx(config)
+    if config.http_engine == "aiohttp":
+        return _open_aiohttp(config)
+    timeout = config.timeout
+    return AutoTransport(
+        _endpoint(config),
+        # The whole-attempt deadline both engines would apply: Transport.send enforces it.
+        response_timeout=attempt_deadline(
+            _default_timeout() if isinstance(timeout, NotGiven) else timeout
+        ),
+        aiohttp_engine=lambda: _open_aiohttp(config),
+        httpx_engine=lambda: _open_httpx(config),
+    )
+
+
+def _endpoint(config: ResolvedConfig) -> Endpoint:
     options = config.options
-    endpoint = Endpoint(
+    return Endpoint(
         provider=config.provider,
         url=options.url,
         model=options.model,
         headers=config.headers,
         api_key=config.api_key,
     )
-    default_timeout = httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
-    timeout = config.timeout
-    if config.http_engine == "aiohttp":
-        from ._aiohttp_transport import AiohttpTransport  # the optional extra
 
-        return AiohttpTransport(
-            endpoint,
-            max_connections=options.max_concurrency,
-            timeout=default_timeout if isinstance(timeout, NotGiven) else timeout,
-        )
+
+def _default_timeout() -> httpx.Timeout:
+    return httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
+
+
+def _open_aiohttp(config: ResolvedConfig) -> Transport:
+    from ._aiohttp_transport import AiohttpTransport  # imported only when chosen
+
+    timeout = config.timeout
+    return AiohttpTransport(
+        _endpoint(config),
+        max_connections=config.options.max_concurrency,
+        timeout=_default_timeout() if isinstance(timeout, NotGiven) else timeout,
+    )
+
+
+def _open_httpx(config: ResolvedConfig) -> Transport:
+    options = config.options
+    default_timeout = _default_timeout()
+    timeout = config.timeout
     http_client = config.http_client
     request_timeout: TimeoutTypes
     if isinstance(timeout, NotGiven):
@@ -66,5 +131,60 @@ def _open_engine(config: ResolvedConfig) -> Transport:
         follow_redirects=False,
     )
     return HttpxTransport(
-        endpoint, http_client=client, owns_client=own_client, timeout=request_timeout
+        _endpoint(config), http_client=client, owns_client=own_client, timeout=request_timeout
     )
+
+
+class AutoTransport(Transport):
+    """Sends through aiohttp on asyncio and httpx elsewhere, chosen at the first request.
+
+    Error mapping and decoding stay in ``Transport.send``; only the POST is
+    handed to the chosen engine.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        response_timeout: float | None,
+        aiohttp_engine: Callable[[], Transport],
+        httpx_engine: Callable[[], Transport],
+    ) -> None:
+        super().__init__(endpoint, response_timeout=response_timeout)
+        self._make_aiohttp = aiohttp_engine
+        self._make_httpx = httpx_engine
+        self._engine: Transport | None = None
+
+    @property
+    def engine(self) -> str:
+        """``"aiohttp"`` or ``"httpx"`` once chosen; ``"auto"`` before the first request."""
+        if self._engine is None:
+            return "auto"
+        return "httpx" if isinstance(self._engine, HttpxTransport) else "aiohttp"
+
+    def _choose(self) -> Transport:
+        if self._engine is not None:
+            return self._engine
+        try:
+            library = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover - _post runs in a loop
+            library = "unknown"
+        if library == "asyncio":
+            try:
+                self._engine = self._make_aiohttp()
+            except ImportError as error:  # pragma: no cover - a broken install
+                logger.debug("aiohttp unavailable (%s); sending through httpx", error)
+                self._engine = self._make_httpx()
+        else:
+            self._engine = self._make_httpx()
+        # From now on ``send`` posts straight through the chosen engine, with no
+        # extra frame of delegation per request.
+        self._post = self._engine._post  # type: ignore[method-assign]
+        return self._engine
+
+    async def _post(self, batch: BatchRequest) -> Reply:
+        return await self._choose()._post(batch)
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.aclose()

@@ -18,7 +18,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import anyio
 from anyio.abc import TaskGroup
@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._config import NotGiven
 from ._exceptions import RerankError
 from ._models import RerankResult
+from ._pair_pool import PairPool
 from ._retry import is_retryable
 
 __all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "rerank_each", "run_many"]
@@ -90,17 +91,24 @@ def rerank_each(
     max_pending: int,
     fail_fast: bool,
     total_timeout: float | NotGiven | None,
+    pool: PairPool | None = None,
 ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
     """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline.
 
     A request that fails with work kept (``error.partial``) is resumed once, sending
-    only its missing documents, before its outcome records the failure.
+    only its missing documents, before its outcome records the failure. With ``pool``,
+    the requests share packed requests: the pool runs beside them for the whole block.
     """
 
     async def rerank_one(request: RerankRequest) -> RerankResult:
+        shared: dict[str, Any] = {} if pool is None else {"pool": pool}
         try:
             return await rerank(
-                request.query, request.documents, top_k=request.top_k, total_timeout=total_timeout
+                request.query,
+                request.documents,
+                top_k=request.top_k,
+                total_timeout=total_timeout,
+                **shared,
             )
         except RerankError as error:
             # Before giving up, send once more only what has no score yet; an error
@@ -115,7 +123,24 @@ def rerank_each(
                 resume=error.partial,
             )
 
-    return run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
+    outcomes = run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
+    if pool is None:
+        return outcomes
+    return _beside(pool, outcomes)
+
+
+@asynccontextmanager
+async def _beside(
+    pool: PairPool, outcomes: AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]
+) -> AsyncIterator[AsyncIterator[RerankOutcome]]:
+    """``outcomes`` with ``pool`` sending for them until the block ends."""
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(pool.run)
+        try:
+            async with outcomes as iterator:
+                yield iterator
+        finally:
+            task_group.cancel_scope.cancel()
 
 
 @asynccontextmanager

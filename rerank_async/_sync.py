@@ -79,7 +79,7 @@ class SyncRerankClient:
         retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         dedupe: bool = True,
-        http_engine: HttpEngine = "httpx",
+        http_engine: HttpEngine = "auto",
         on_request: Callable[[RequestRecord], None] | None = None,
         hedge_after: float | Literal["auto"] | None = None,
         adaptive_concurrency: bool = True,

@@ -102,8 +102,16 @@ class FakeReranker:
 
 
 def scored_response(body: dict[str, Any]) -> httpx.Response:
-    query = body["query"] if "query" in body else body["queries"][0]
-    scores = [pointwise_score(query, document) for document in body["documents"]]
+    documents = body["documents"]
+    if "query" in body:
+        queries = [body["query"]] * len(documents)
+    else:  # the queries form: one query for all, or one per document (packed requests)
+        queries = (
+            body["queries"]
+            if len(body["queries"]) == len(documents)
+            else body["queries"][:1] * len(documents)
+        )
+    scores = [pointwise_score(q, document) for q, document in zip(queries, documents, strict=True)]
     return httpx.Response(
         200,
         json={
@@ -171,6 +179,10 @@ def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> Rerank
     options.setdefault("base_url", BASE_URL)
     options.setdefault("model", MODEL)
     options.setdefault("retry_initial_delay", 0.0)
+    # respx mocks httpx: unit tests send through the httpx engine, which "auto" would
+    # replace with aiohttp on asyncio. Both engines meet the real server in tests/integration.
+    if options.get("http_client") is None:
+        options.setdefault("http_engine", "httpx")
     client = RerankClient(**options)
     if sleep is not None:
         client.set_retry_policy(replace(client.options.retry, sleep=sleep))

@@ -104,9 +104,9 @@ def add_client_options(
     )
     group.add_argument(
         "--engine",
-        choices=["httpx", "aiohttp"],
-        default="httpx",
-        help="HTTP engine of the client (%(default)s)",
+        choices=["auto", "httpx", "aiohttp"],
+        default="auto",
+        help="HTTP engine of the client: %(default)s is aiohttp on asyncio (the CLI's loop)",
     )
 
 

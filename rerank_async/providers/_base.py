@@ -74,6 +74,18 @@ class Provider(abc.ABC):
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
         """The JSON body for one batch, as bytes."""
 
+    def packs_pairs(self, model: str) -> bool:
+        """Whether ``model``'s requests carry one query per document (``encode_pairs``).
+
+        Then ``rerank_many`` fills each request with pairs of several queries
+        instead of sending each query's remainder as a short request.
+        """
+        return False
+
+    def encode_pairs(self, model: str, queries: Sequence[str], documents: Sequence[str]) -> bytes:
+        """The JSON body scoring ``documents[i]`` against ``queries[i]``; see ``packs_pairs``."""
+        raise NotImplementedError(f"{self.name} sends one query per request")
+
     @abc.abstractmethod
     def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
         """Scores in batch order from a 2xx body; ``ValueError`` if it does not fit."""

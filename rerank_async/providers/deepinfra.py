@@ -117,6 +117,16 @@ class DeepInfraProvider(Provider):
             body = {"queries": [query] * repeats, "documents": documents}
         return dumps(body)
 
+    def packs_pairs(self, model: str) -> bool:
+        # The repeated "queries" form pairs queries[i] with documents[i], so one request
+        # may carry several queries; the "single" layout and the "query" form may not.
+        return self.form_for(model) == "queries" and self.queries_layout == "repeat"
+
+    def encode_pairs(self, model: str, queries: Sequence[str], documents: Sequence[str]) -> bytes:
+        if not self.packs_pairs(model):
+            return super().encode_pairs(model, queries, documents)
+        return dumps({"queries": queries, "documents": documents})
+
     def decode_response(self, content: bytes, n_documents: int) -> BatchScores:
         parsed = parse_json(_RerankResponse, content)
         if len(parsed.scores) != n_documents:

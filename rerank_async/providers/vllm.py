@@ -93,6 +93,16 @@ class VLLMProvider(RelevanceResultsProvider):
             return dumps({"model": model, "text_1": query, "text_2": documents})
         return super().encode_request(model, query, documents)
 
+    def packs_pairs(self, model: str) -> bool:
+        # /score with two lists of equal length scores text_1[i] against text_2[i]
+        # (vLLM's examples/online_serving/openai_cross_encoder_score.py).
+        return self.endpoint == "score"
+
+    def encode_pairs(self, model: str, queries: Sequence[str], documents: Sequence[str]) -> bytes:
+        if not self.packs_pairs(model):
+            return super().encode_pairs(model, queries, documents)
+        return dumps({"model": model, "text_1": queries, "text_2": documents})
+
     def shape_of_response(self) -> ResponseShape:
         if self.endpoint == "score":
             return _SCORE_SHAPE

@@ -113,8 +113,16 @@ def test_refused_connection_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
         ["rerank", "q", "a", "--max-retries", "0", "--base-url", f"http://127.0.0.1:{port}"], capsys
     )
     assert code == 1
-    assert "connection failed: ConnectError" in err
+    # The error's class is the engine's: aiohttp's by default, httpx's when asked.
+    assert "connection failed: ClientConnectorError" in err
     assert err.count("\n") == 1
+    code, _, err = run(
+        ["rerank", "q", "a", "--max-retries", "0", "--engine", "httpx",
+         "--base-url", f"http://127.0.0.1:{port}"],
+        capsys,
+    )  # fmt: skip
+    assert code == 1
+    assert "connection failed: ConnectError" in err
 
 
 def test_demo_runs_on_the_embedded_server(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,9 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rerank_async._batching import (
+    Deduper,
     ScoreSlots,
     dedupe,
     fan_out,
+    has_duplicates,
     plan_batches,
     rank_indices,
     split_by_budget,
@@ -85,6 +87,19 @@ def test_plan_batches_properties(
 )
 def test_dedupe(documents: list[str], unique: list[str], positions: list[int]) -> None:
     assert dedupe(documents) == (unique, positions)
+    assert has_duplicates(documents) == (len(unique) < len(documents))
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d", ""]) | st.text(max_size=5), max_size=60),
+    st.integers(1, 7),
+)
+def test_dedupe_in_pieces_matches_dedupe(documents: list[str], piece: int) -> None:
+    deduper = Deduper()
+    for start in range(0, len(documents), piece):
+        deduper.add(documents[start : start + piece])
+    assert (deduper.unique, deduper.positions) == dedupe(documents)
+    assert has_duplicates(documents) == (len(deduper.unique) < len(documents))
 
 
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", ""]) | st.text(max_size=5), max_size=60))

@@ -165,7 +165,7 @@ async def test_works_without_async_with(mock_api: respx.MockRouter) -> None:
         assert await client.score("q", ["a"]) == [0.3]
     finally:
         await client.aclose()
-    assert client._transport.http_client.is_closed
+    assert client._transport.engine.http_client.is_closed  # type: ignore[attr-defined]
 
 
 def test_repr_hides_the_key() -> None:
@@ -200,7 +200,7 @@ async def test_caller_client_timeout_is_kept_unless_overridden(mock_api: respx.M
 
 
 def test_http_engine_is_checked() -> None:
-    with pytest.raises(ValueError, match="http_engine must be 'httpx' or 'aiohttp'"):
+    with pytest.raises(ValueError, match="http_engine must be 'auto', 'httpx' or 'aiohttp'"):
         RerankClient(http_engine="curl")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot be used with http_engine='aiohttp'"):
         RerankClient(http_engine="aiohttp", http_client=httpx.AsyncClient())

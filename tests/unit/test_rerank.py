@@ -133,6 +133,21 @@ async def test_small_call_spreads_over_idle_slots(fake: FakeReranker) -> None:
     assert fake.batch_sizes == [13, 13, 13, 13, 12, 12, 12, 12]
 
 
+async def test_a_call_that_fits_one_request_is_not_spread(fake: FakeReranker) -> None:
+    # One request is already one round; spreading it would only multiply the requests.
+    async with make_client(batch_size=64, min_batch_size=8, max_concurrency=8) as client:
+        await client.rerank(QUERY, [f"d{i}" for i in range(40)])
+    assert fake.batch_sizes == [40]
+
+
+async def test_rerank_many_plans_for_throughput_not_spreading(fake: FakeReranker) -> None:
+    async with make_client(batch_size=64, min_batch_size=8, max_concurrency=8) as client:
+        async with client.rerank_many([(QUERY, [f"d{i}" for i in range(100)])]) as outcomes:
+            async for outcome in outcomes:
+                assert outcome.ok
+    assert fake.batch_sizes == [50, 50]
+
+
 async def test_concurrent_calls_do_not_over_split(mock_api: respx.MockRouter) -> None:
     # While one call occupies every slot, the next one is planned in full batches.
     release = anyio.Event()
@@ -145,7 +160,7 @@ async def test_concurrent_calls_do_not_over_split(mock_api: respx.MockRouter) ->
     mock_api.post(URL).mock(side_effect=handler)
     async with make_client(batch_size=50, min_batch_size=5, max_concurrency=4) as client:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(client.rerank, QUERY, [f"a{i}" for i in range(40)])
+            tg.start_soon(client.rerank, QUERY, [f"a{i}" for i in range(200)])
             await anyio.lowlevel.checkpoint()
             tg.start_soon(client.rerank, QUERY, [f"b{i}" for i in range(40)])
             with anyio.fail_after(5):
@@ -260,7 +275,7 @@ async def test_concurrency_bound_holds_across_500_concurrent_calls(
 
 async def test_connection_pool_matches_concurrency() -> None:
     async with make_client(max_concurrency=7) as client:
-        pool = client._transport.http_client._transport._pool  # type: ignore[attr-defined]
+        pool = client._transport.engine.http_client._transport._pool  # type: ignore[attr-defined]
         assert pool._max_connections == 7
 
 

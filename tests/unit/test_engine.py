@@ -1,0 +1,56 @@
+"""Which engine a client builds; the choice "auto" makes at the first request is in
+tests/integration/test_engines.py, over loopback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from rerank_async import RerankClient
+from rerank_async._aiohttp_transport import AiohttpTransport
+from rerank_async._config import resolve_config
+from rerank_async._engines import AutoTransport, open_transport
+from rerank_async._transport import HttpxTransport
+
+
+def config(engine: str, http_client: httpx.AsyncClient | None = None):  # type: ignore[no-untyped-def]
+    return resolve_config(
+        model="m", api_key=None, base_url="http://reranker.test", provider="deepinfra",
+        batch_size=None, min_batch_size=None, max_concurrency=4, split=True, max_retries=0,
+        timeout=5.0, total_timeout=None, retry_initial_delay=0, retry_max_delay=0,
+        max_retry_after=0, dedupe=True, http_client=http_client,
+        http_engine=engine,  # type: ignore[arg-type]
+        hedge_after=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine", "transport", "name"),
+    [
+        ("auto", AutoTransport, "auto"),  # chosen at the first request, when the loop is known
+        ("httpx", HttpxTransport, "httpx"),
+        ("aiohttp", AiohttpTransport, "aiohttp"),
+    ],
+)
+async def test_each_engine_builds_its_transport(engine: str, transport: type, name: str) -> None:
+    opened = open_transport(config(engine), on_request=None)
+    assert isinstance(opened.engine, transport)
+    assert opened.sender is opened.engine  # nothing to observe without on_request
+    assert opened.engine_name == name
+    await opened.sender.aclose()
+
+
+async def test_a_callers_http_client_means_httpx_even_on_auto() -> None:
+    async with httpx.AsyncClient() as own:
+        opened = open_transport(config("auto", own), on_request=None)
+        assert isinstance(opened.engine, HttpxTransport)
+        assert opened.engine.http_client is own
+        await opened.sender.aclose()
+        assert not own.is_closed  # the caller's client stays open
+
+
+def test_the_client_reports_its_engine() -> None:
+    assert RerankClient().http_engine == "auto"  # the default, until the first request
+    assert RerankClient(http_engine="httpx").http_engine == "httpx"
+    assert RerankClient(http_engine="aiohttp").http_engine == "aiohttp"
+    assert RerankClient(http_client=httpx.AsyncClient()).http_engine == "httpx"
