@@ -74,7 +74,9 @@ async def test_a_fixed_bound_keeps_hitting_the_cap() -> None:
         ) as client:  # fmt: skip
             await client.score("solar", documents(1_600))
         stats = server.stats()
-    assert stats["status_counts"].get("429", 0) > 30
+    # More than the adaptive client's bound above (25): the first burst alone has 28 of
+    # 32 refused; how many retries are refused too depends on the machine's load.
+    assert stats["status_counts"].get("429", 0) > 25, stats
 
 
 async def test_a_request_rate_is_kept_without_a_single_429() -> None:
