@@ -37,8 +37,11 @@ from typing import Final
 
 __all__ = ["AdaptiveLimit", "LimitChange", "Ticket"]
 
-# Outcomes remembered to classify a signal: one round trip at a limit of 16.
-_WINDOW: Final = 16
+# Outcomes remembered to classify a signal: two round trips at a limit of 16. Half
+# as many let random faults pass for overload: at 15% failures (10% 503, 5% 429),
+# 16 outcomes hold 8 failures often enough that a 40-run simulation cut the limit
+# to 1 and kept it there in 17 runs; with 32 in none (tests/unit/test_adaptive.py).
+_WINDOW: Final = 32
 # A failure is "capacity" when the failure rate at its level and above exceeds the
 # rate below it by this much, "overload" when at least this share of the window failed.
 _GAP: Final = 0.5
@@ -50,6 +53,8 @@ _OVERLOAD_MIN_SIGNALS: Final = 3
 _MIN_BELOW: Final = 8
 _MIN_OUTCOMES: Final = 8
 _NO_LEVEL: Final = 1 << 30
+# Where a limit starts by default, at most.
+_INITIAL: Final = 16
 # Successes per extra slot when probing above the last level that held, per slot of
 # limit (TCP congestion avoidance is 1); doubled after each failed probe, up to the cap.
 _PROBE_SLOWDOWN: Final = 4
@@ -84,7 +89,13 @@ class AdaptiveLimit:
         ceiling: The most it may reach (the client's ``max_concurrency``).
         initial: Where it starts; ``min(ceiling, 16)`` by default. Until the first
             overload signal it doubles every round trip (one slot per success),
-            so a healthy server reaches the ceiling within a few round trips.
+            so a healthy server reaches the ceiling within a round trip or two.
+            Starting at the default ceiling (32) instead made a new client's first
+            wide call as fast as a fixed bound's, but its first burst put 24
+            requests over an unknown cap of 8 (429s 8.5-9.5% of a 10,000-document
+            call, against 5.4%) and, over a 20 requests/s limit, spent the retry
+            budget before the limit had come down (5 of 40 requests failed in one
+            run of three; bench_limits.py).
         backoff_ratio: The multiplicative cut on overload, in (0, 1).
 
     Raises:
@@ -96,7 +107,7 @@ class AdaptiveLimit:
     ) -> None:
         if ceiling < 1:
             raise ValueError(f"ceiling must be >= 1, got {ceiling}")
-        start = min(ceiling, 16) if initial is None else initial
+        start = min(ceiling, _INITIAL) if initial is None else initial
         if not 1 <= start <= ceiling:
             raise ValueError(f"initial must be between 1 and ceiling ({ceiling}), got {start}")
         if not 0.0 < backoff_ratio < 1.0:

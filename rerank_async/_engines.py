@@ -180,6 +180,7 @@ class AutoTransport(Transport):
         # From now on ``send`` posts straight through the chosen engine, with no
         # extra frame of delegation per request.
         self._post = self._engine._post  # type: ignore[method-assign]
+        self._post_in_time = self._engine._post_in_time  # type: ignore[method-assign]
         return self._engine
 
     async def _post(self, batch: BatchRequest) -> Reply:

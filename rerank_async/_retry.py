@@ -205,7 +205,7 @@ async def call_with_retries(
     *,
     deadline: float = math.inf,
     on_retry: Callable[[RetryEvent], None] | None = None,
-    may_retry: Callable[[], bool] | None = None,
+    may_retry: Callable[[BaseException | None], bool] | None = None,
     obey_retry_after: Callable[[BaseException], bool] | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or retries run out.
@@ -215,8 +215,8 @@ async def call_with_retries(
         policy: Retry limits and backoff.
         deadline: ``anyio.current_time()`` value after which no retry starts.
         on_retry: Called before each backoff sleep.
-        may_retry: Asked before each retry (the client's retry budget); when it
-            says no, the retry does not happen.
+        may_retry: Asked before each retry, with the failure (the client's retry
+            budget); when it says no, the retry does not happen.
         obey_retry_after: Whether an error's ``Retry-After`` sets the wait;
             always when not given.
 
@@ -249,7 +249,7 @@ async def call_with_retries(
 
     def before_sleep(state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome is not None else None
-        if may_retry is not None and not may_retry():
+        if may_retry is not None and not may_retry(failure):
             raise _budget_exhausted(failure)
         if on_retry is not None:
             on_retry(RetryEvent(state.attempt_number, state.upcoming_sleep, failure))

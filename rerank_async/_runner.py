@@ -46,6 +46,11 @@ logger = logging.getLogger(LOGGER_NAME)
 # Documents' characters above which a body waits for the encoding turn (about 0.1 ms
 # of orjson, 0.5 ms of pydantic_core per MB, measured): smaller ones never wait.
 LARGE_BODY_CHARS: Final = 256_000
+# Copies of a slow batch ``hedge_after="auto"`` may send besides the first (each
+# from the retry budget, on a free slot). Measured in benchmarks/bench_limits.py
+# (web_tail): one hedge left call p99 at about 3x p50, as calls fanned out over a
+# dozen batches still met a slow original and a slow copy; a second fixes that.
+AUTO_MAX_HEDGES: Final = 2
 
 
 class BatchRunner:
@@ -327,8 +332,10 @@ class BatchRunner:
 
     async def _send_maybe_hedged(self, call: CallState, batch: BatchRequest) -> BatchScores:
         hedge_after = self._options.hedge_after
+        max_hedges = 1
         if hedge_after == "auto":
             hedge_after = self._admission.hedge_threshold()
+            max_hedges = AUTO_MAX_HEDGES
         if hedge_after is None:
             return await self._sender.send(batch)
 
@@ -341,6 +348,7 @@ class BatchRunner:
             hedge_after=hedge_after,
             limiter=self._admission.hedge_slots,
             on_hedge=count_hedge,
+            max_hedges=max_hedges,
         )
 
     def _split_batch(

@@ -172,6 +172,11 @@ class Transport(abc.ABC):
     async def aclose(self) -> None:
         """Release connections this transport owns."""
 
+    async def _post_in_time(self, batch: BatchRequest, seconds: float) -> Reply:
+        """``_post``, or ``TimeoutError`` once it has taken ``seconds`` in all."""
+        with anyio.fail_after(seconds):
+            return await self._post(batch)
+
     async def send(self, batch: BatchRequest) -> BatchScores:
         """POST one batch and return its scores in batch order.
 
@@ -186,8 +191,7 @@ class Transport(abc.ABC):
             reply = await self._post(batch)
         else:
             try:
-                with anyio.fail_after(self._response_timeout):
-                    reply = await self._post(batch)
+                reply = await self._post_in_time(batch, self._response_timeout)
             except TimeoutError as error:
                 raise ResponseTimeoutError(
                     self._describe(

@@ -270,3 +270,20 @@ async def test_the_token_limit_counts_what_the_server_reported(fake: FakeReranke
     assert fake.calls == 3
     assert stats.tokens_this_minute == 3 * 10  # the fake reports 3 tokens per document
     assert stats.requests_this_minute is None
+
+
+def test_a_429_that_paused_the_whole_client_is_retried_without_drawing_the_budget() -> None:
+    clock = FakeClock()
+    admission = gate(clock, max_concurrency=4, retry_budget_ratio=0.0, retry_budget_floor=0.0)
+    left = admission.statistics().retry_budget_left
+    paused = rate_limited(1.0)
+    admission._pause.pause_for(1.0)  # as the dense 429s behind ``paused`` would have
+    assert all(admission.may_retry(paused) for _ in range(50))
+    assert admission.statistics().retry_budget_left == left
+    # Not paused, or no Retry-After, or another failure: each retry costs one.
+    assert admission.may_retry(rate_limited(None))
+    assert admission.may_retry(ServerError("x", status_code=503))
+    assert admission.statistics().retry_budget_left == left - 2
+    clock.now += 2.0
+    assert admission.may_retry(paused)
+    assert admission.statistics().retry_budget_left == left - 3

@@ -10,6 +10,8 @@ import pytest
 import respx
 
 from rerank_async import RequestRecord, ServerError
+from rerank_async._hedging import race_hedged
+from rerank_async._limiter import FairLimiter
 from tests.conftest import URL, FakeReranker, make_client, pointwise_score
 
 QUERY = "q"
@@ -93,3 +95,65 @@ async def test_the_copy_rescues_a_failing_slow_request(mock_api: respx.MockRoute
 def test_hedge_after_is_checked() -> None:
     with pytest.raises(ValueError, match="hedge_after must be a finite number > 0"):
         make_client(hedge_after=0)
+
+
+def slow_copies(slow: int) -> FakeReranker:
+    """The first ``slow`` copies of every batch never answer; later ones answer at once."""
+    seen: dict[str, int] = {}
+
+    def delay(body: dict[str, object]) -> float:
+        key = repr(body["documents"])
+        seen[key] = seen.get(key, 0) + 1
+        return math.inf if seen[key] <= slow else 0.0
+
+    return FakeReranker(delay=delay)
+
+
+async def test_race_sends_up_to_max_hedges_copies_one_interval_apart() -> None:
+    sent: list[int] = []
+    answered = anyio.Event()
+
+    async def send() -> int:
+        sent.append(len(sent))
+        if len(sent) < 3:
+            await anyio.sleep_forever()  # the original and the first copy are both stuck
+        answered.set()
+        return len(sent)
+
+    limiter = FairLimiter(4)
+    with anyio.fail_after(5):
+        winner = await race_hedged(send, hedge_after=0.01, limiter=limiter, max_hedges=2)
+    assert winner == 3
+    assert sent == [0, 1, 2]
+    assert limiter.in_use == 0  # both extra slots were given back
+
+
+async def test_one_hedge_unless_asked_for_more() -> None:
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        sent += 1
+        await anyio.sleep(0.2 if sent == 1 else 0.1)
+
+    await race_hedged(send, hedge_after=0.01, limiter=FairLimiter(4))
+    assert sent == 2
+
+
+async def test_auto_hedges_a_batch_twice_when_its_first_copy_is_slow_too(
+    mock_api: respx.MockRouter,
+) -> None:
+    fake = slow_copies(2)
+    mock_api.post(URL).mock(side_effect=fake)
+    async with make_client(hedge_after="auto", max_concurrency=4) as client:
+        # A new client hedges at twice the median answer once it has one: no hedge yet.
+        warm = FakeReranker()
+        mock_api.post(URL).mock(side_effect=warm)
+        await client.rerank(QUERY, ["warm"])
+        mock_api.post(URL).mock(side_effect=fake)
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, ["a", "b"])
+    assert result.scores == [pointwise_score(QUERY, d) for d in ["a", "b"]]
+    assert result.usage.hedges == 2
+    assert fake.calls == 3
+    assert fake.in_flight == 0

@@ -7,16 +7,23 @@ import pytest
 from rerank_async._latency_window import LatencyWindow
 
 
-def test_no_threshold_until_enough_answers() -> None:
+def test_no_threshold_before_an_answer_then_twice_the_median_until_twenty() -> None:
     window = LatencyWindow()
-    for _ in range(19):
-        window.add(0.05)
     assert window.threshold() is None
     window.add(0.05)
+    assert window.threshold() == pytest.approx(0.1)
+    for _ in range(2):
+        window.add(0.05)
+    window.add(0.5)
+    assert window.threshold() == pytest.approx(0.1)  # the median of 4, doubled
+    for _ in range(15):
+        window.add(0.05)
+    assert window.threshold() == pytest.approx(0.1)
+    window.add(0.05)  # the 20th: now the quantile
     assert window.threshold() == 0.05
 
 
-def test_p95_of_a_heavy_tail() -> None:
+def test_the_quantile_of_a_heavy_tail() -> None:
     window = LatencyWindow()
     for index in range(200):
         window.add(0.5 if index % 20 == 0 else 0.05)  # 5% ten times slower

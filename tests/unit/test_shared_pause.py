@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import anyio
 import pytest
 
@@ -36,14 +38,45 @@ async def test_isolated_429s_among_answers_pause_nobody() -> None:
 async def test_dense_429s_with_retry_after_pause_everyone() -> None:
     clock = FakeClock()
     shared = pause(clock)
-    for _ in range(10):
+    for _ in range(24):
         shared.on_answer()
-    results = [shared.on_rate_limited(2.0) for _ in range(4)]
-    assert results == [False, False, False, True]  # the fourth makes them 4 of 14 (>= 25%)
+    results = [shared.on_rate_limited(2.0) for _ in range(8)]
+    assert results == [False] * 7 + [True]  # the eighth makes them 8 of 32 (25%)
     assert shared.until == pytest.approx(clock.now + 2.0)
     await shared.wait()
     assert sum(clock.sleeps) == pytest.approx(2.0)
     assert shared.until is None
+
+
+async def test_a_fresh_clients_first_fast_refusals_pause_nobody() -> None:
+    # A 429 comes back before any 50 ms answer: two of a first burst of eight, at 5%
+    # random 429s, are the first answers in about one run in twenty.
+    shared = pause(FakeClock())
+    assert not shared.on_rate_limited(1.0)
+    assert not shared.on_rate_limited(1.0)
+    assert shared.until is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_random_429s_at_five_percent_never_pause(seed: int) -> None:
+    rng = random.Random(seed)
+    shared = pause(FakeClock())
+    for _ in range(400):
+        if rng.random() < 0.05:
+            assert not shared.on_rate_limited(1.0)
+        else:
+            shared.on_answer()
+    assert shared.pauses == 0
+
+
+async def test_a_client_over_its_limit_pauses_within_its_first_refusals() -> None:
+    # Over a rate limit, most answers are refusals: the eighth pauses everyone, however
+    # few answers came before.
+    shared = pause(FakeClock())
+    for _ in range(4):
+        shared.on_answer()
+    results = [shared.on_rate_limited(1.0) for _ in range(8)]
+    assert results == [False] * 7 + [True]
 
 
 async def test_dense_429s_without_retry_after_do_not_pause() -> None:
