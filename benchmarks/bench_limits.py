@@ -336,7 +336,8 @@ async def healthy(repeats: int) -> dict[str, Any]:
             {"batch_size": None},
         ),
     }
-    # A warm client has answered one 1,000-document call at B=32 first (32 requests).
+    # A warm client has answered one 1,000-document call first, with the workload's own
+    # options (16 requests at the default 64 per request, 32 at B=32).
     warm = [("warm up", documents(1_000, salt="warm"))]
     out: dict[str, Any] = {}
     with server() as root:

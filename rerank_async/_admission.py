@@ -288,7 +288,7 @@ class Admission:
         if (
             isinstance(failure, RateLimitError)
             and failure.retry_after is not None
-            and self._pause.until is not None
+            and self.retry_after_binds(failure)
         ):
             return True
         return self._budget.try_withdraw()

@@ -47,9 +47,9 @@ logger = logging.getLogger(LOGGER_NAME)
 # of orjson, 0.5 ms of pydantic_core per MB, measured): smaller ones never wait.
 LARGE_BODY_CHARS: Final = 256_000
 # Copies of a slow batch ``hedge_after="auto"`` may send besides the first (each
-# from the retry budget, on a free slot). Measured in benchmarks/bench_limits.py
-# (web_tail): one hedge left call p99 at about 3x p50, as calls fanned out over a
-# dozen batches still met a slow original and a slow copy; a second fixes that.
+# from the retry budget, on a free slot): the second covers a batch whose first copy
+# landed in the slow tail too, which in benchmarks/bench_limits.py (web_tail, 200
+# calls of 2 batches) happened to 2-3 calls a run, each held for the full 10x delay.
 AUTO_MAX_HEDGES: Final = 2
 
 

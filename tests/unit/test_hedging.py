@@ -111,13 +111,11 @@ def slow_copies(slow: int) -> FakeReranker:
 
 async def test_race_sends_up_to_max_hedges_copies_one_interval_apart() -> None:
     sent: list[int] = []
-    answered = anyio.Event()
 
     async def send() -> int:
         sent.append(len(sent))
         if len(sent) < 3:
             await anyio.sleep_forever()  # the original and the first copy are both stuck
-        answered.set()
         return len(sent)
 
     limiter = FairLimiter(4)
