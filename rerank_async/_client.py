@@ -36,7 +36,6 @@ from ._constants import (
     DEFAULT_RETRY_MAX_DELAY,
 )
 from ._encodable import check_encodable_in_slices
-from ._engines import open_transport
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._pair_pool import PairPool
@@ -46,6 +45,7 @@ from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
 from ._tracing import rerank_span
+from ._transports import open_transport
 from .providers import Provider
 
 __all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]

@@ -16,7 +16,6 @@ from typing import Final, Literal, TypeAlias
 
 import httpx
 
-from ._admission import LoadSettings
 from ._checks import (
     check_base_url,
     check_int,
@@ -33,6 +32,7 @@ from ._constants import (
     ENV_MODEL,
 )
 from ._encodable import check_encodable
+from ._flow import LoadSettings
 from ._retry import RetryPolicy
 from ._secrets import check_api_key
 from ._version import __version__

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import anyio
 
-from ._limiter import Limiter
+from ._flow import Limiter
 
 __all__ = ["race_hedged"]
 

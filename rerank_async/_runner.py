@@ -26,17 +26,17 @@ from typing import Final
 
 import anyio
 
-from ._admission import Admission
 from ._batching import plan_batches, split_by_budget
 from ._call import CallState, batch_range_bounds
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME, MAX_SPREAD_FACTOR
 from ._exceptions import APIStatusError, APITimeoutError, RerankError
+from ._flow import Admission
 from ._hedging import race_hedged
 from ._pair_pool import PackedRequest, PairPool, PooledCall, PoolScores
 from ._retry import RetryEvent, RetryPolicy, call_with_retries
 from ._statistics import ClientStatistics
-from ._transport import BatchRequest, BatchSender
+from ._transports import BatchRequest, BatchSender
 from .providers import BatchScores, Provider
 
 __all__ = ["BatchRunner"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async._adaptive import AdaptiveLimit, LimitChange, Ticket
+from rerank_async._flow.adaptive import AdaptiveLimit, LimitChange, Ticket
 
 
 def fill(limit: AdaptiveLimit, successes: int, *, level: int | None = None) -> None:

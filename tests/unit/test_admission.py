@@ -8,9 +8,9 @@ import anyio
 import pytest
 
 from rerank_async import APITimeoutError, BadRequestError, RateLimitError, ServerError
-from rerank_async._admission import Admission, LoadSettings, is_overload
 from rerank_async._exceptions import RetryBudgetExhaustedError
-from rerank_async._limiter import FairLimiter
+from rerank_async._flow.admission import Admission, LoadSettings, is_overload
+from rerank_async._flow.limiter import FairLimiter
 from rerank_async._retry import RetryPolicy, call_with_retries
 from tests.conftest import FakeReranker, make_client
 from tests.unit.fake_clock import FakeClock

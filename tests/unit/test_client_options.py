@@ -218,7 +218,7 @@ def test_aiohttp_timeout_mapping(
     timeout: httpx.Timeout | float | None, expected: tuple[float | None, ...]
 ) -> None:
     pytest.importorskip("aiohttp", reason="the aiohttp extra")
-    from rerank_async._aiohttp_transport import client_timeout
+    from rerank_async._transports.aiohttp_engine import client_timeout
 
     mapped = client_timeout(timeout)
     assert (mapped.total, mapped.connect, mapped.sock_connect, mapped.sock_read) == expected

@@ -10,8 +10,8 @@ import pytest
 import respx
 
 from rerank_async import RequestRecord, ServerError
+from rerank_async._flow.limiter import FairLimiter
 from rerank_async._hedging import race_hedged
-from rerank_async._limiter import FairLimiter
 from tests.conftest import URL, FakeReranker, make_client, pointwise_score
 
 QUERY = "q"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_async._latency_window import LatencyWindow
+from rerank_async._flow.latency_window import LatencyWindow
 
 
 def test_no_threshold_before_an_answer_then_twice_the_median_until_twenty() -> None:

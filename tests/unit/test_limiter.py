@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from rerank_async._limiter import FairLimiter
+from rerank_async._flow.limiter import FairLimiter
 
 
 async def test_bound_is_never_exceeded() -> None:

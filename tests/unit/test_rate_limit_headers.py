@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from rerank_async import RateLimitError
-from rerank_async._rate_limit_headers import parse_duration, seconds_until_reset
+from rerank_async._transports.rate_limit_headers import parse_duration, seconds_until_reset
 from tests.conftest import URL, SleepRecorder, make_client, pointwise_score, scored_response
 
 NOW = 1_800_000_000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from rerank_async._rate_limiter import RateLimiter
+from rerank_async._flow.rate_limiter import RateLimiter
 from tests.unit.fake_clock import FakeClock
 
 

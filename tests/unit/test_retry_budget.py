@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_async._retry_budget import RetryBudget
+from rerank_async._flow.retry_budget import RetryBudget
 from tests.unit.fake_clock import FakeClock
 
 

@@ -10,8 +10,8 @@ import pytest
 import respx
 
 from rerank_async import ClientStatistics, RetryPolicy, ServerError
+from rerank_async._flow.limiter import FairLimiter
 from rerank_async._hedging import race_hedged
-from rerank_async._limiter import FairLimiter
 from tests.conftest import URL, SleepRecorder, make_client
 
 

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async._body import (
+from rerank_async._checks import check_base_url
+from rerank_async._encodable import check_encodable, check_encodable_in_slices
+from rerank_async._partial import PartialScores, missing_ranges
+from rerank_async._secrets import Redactor, check_api_key
+from rerank_async._transports.body import (
     BodyReader,
     BodyTooLarge,
     UnsupportedEncoding,
     response_size_limit,
 )
-from rerank_async._checks import check_base_url
-from rerank_async._encodable import check_encodable, check_encodable_in_slices
-from rerank_async._partial import PartialScores, missing_ranges
-from rerank_async._secrets import Redactor, check_api_key
 from rerank_async.providers._wire import join_url, model_path
 
 KEY = "sk-Ab/9+x=Q_y'z\"\\&<>"

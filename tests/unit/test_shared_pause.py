@@ -7,7 +7,7 @@ import random
 import anyio
 import pytest
 
-from rerank_async._shared_pause import SharedPause
+from rerank_async._flow.shared_pause import SharedPause
 from tests.unit.fake_clock import FakeClock
 
 

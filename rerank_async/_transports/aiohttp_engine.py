@@ -12,7 +12,7 @@ import asyncio
 
 import httpx
 
-from ._transport import BatchRequest, Endpoint, Reply, Transport, attempt_deadline
+from .base import BatchRequest, Endpoint, Reply, Transport, attempt_deadline
 
 try:
     import aiohttp

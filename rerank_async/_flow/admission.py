@@ -22,17 +22,17 @@ from dataclasses import dataclass
 import anyio
 import sniffio
 
-from ._adaptive import AdaptiveLimit, LimitChange, Ticket
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     RateLimitError,
 )
-from ._latency_window import LatencyWindow
-from ._limiter import FairLimiter
-from ._rate_limiter import RateLimiter
-from ._retry_budget import RetryBudget
-from ._shared_pause import SharedPause
+from .adaptive import AdaptiveLimit, LimitChange, Ticket
+from .latency_window import LatencyWindow
+from .limiter import FairLimiter
+from .rate_limiter import RateLimiter
+from .retry_budget import RetryBudget
+from .shared_pause import SharedPause
 
 __all__ = ["Admission", "AdmissionStatistics", "HedgeSlots", "LoadSettings", "is_overload"]
 

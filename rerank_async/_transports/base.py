@@ -19,8 +19,7 @@ import anyio
 import httpx
 from httpx._client import UseClientDefault
 
-from ._body import ACCEPT_ENCODING, BodyReader, BodyTooLarge, response_size_limit
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -33,10 +32,11 @@ from ._exceptions import (
     ResponseValidationError,
     ServerError,
 )
-from ._rate_limit_headers import seconds_until_reset
-from ._retry import parse_retry_after
-from ._secrets import Redactor
-from .providers import BatchScores, Provider
+from .._retry import parse_retry_after
+from .._secrets import Redactor
+from ..providers import BatchScores, Provider
+from .body import ACCEPT_ENCODING, BodyReader, BodyTooLarge, response_size_limit
+from .rate_limit_headers import seconds_until_reset
 
 __all__ = [
     "BatchRequest",

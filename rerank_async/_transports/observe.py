@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ._exceptions import RerankError
-from ._models import RequestRecord
-from ._transport import BatchRequest, BatchSender
-from .providers import BatchScores
+from .._exceptions import RerankError
+from .._models import RequestRecord
+from ..providers import BatchScores
+from .base import BatchRequest, BatchSender
 
 __all__ = ["ObservedTransport"]
 

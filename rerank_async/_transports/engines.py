@@ -17,11 +17,10 @@ from typing import NamedTuple
 import httpx
 import sniffio
 
-from ._config import NotGiven, ResolvedConfig
-from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
-from ._models import RequestRecord
-from ._observe import ObservedTransport
-from ._transport import (
+from .._config import NotGiven, ResolvedConfig
+from .._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
+from .._models import RequestRecord
+from .base import (
     BatchRequest,
     BatchSender,
     Endpoint,
@@ -31,6 +30,7 @@ from ._transport import (
     Transport,
     attempt_deadline,
 )
+from .observe import ObservedTransport
 
 __all__ = ["AutoTransport", "OpenTransport", "open_transport"]
 
@@ -98,7 +98,7 @@ def _default_timeout() -> httpx.Timeout:
 
 
 def _open_aiohttp(config: ResolvedConfig) -> Transport:
-    from ._aiohttp_transport import AiohttpTransport  # imported only when chosen
+    from .aiohttp_engine import AiohttpTransport  # imported only when chosen
 
     timeout = config.timeout
     return AiohttpTransport(
