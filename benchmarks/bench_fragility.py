@@ -17,7 +17,7 @@ import asyncio
 import json
 import sys
 
-from rerank_async import RerankClient, RerankRequest
+from rerank_async import RerankClient, RerankRequest, RetryPolicy
 from rerank_async.server import ServerConfig, running_server
 
 TRIALS = 300
@@ -27,7 +27,7 @@ DOCUMENTS = [f"passage {index} about solar storage" for index in range(145)]
 async def trials(base_url: str) -> float:
     failed = 0
     async with RerankClient(
-        base_url=base_url, max_retries=1, retry_initial_delay=0.0, max_concurrency=32
+        base_url=base_url, max_retries=1, max_concurrency=32, retry=RetryPolicy(initial_delay=0.0)
     ) as client:
         for trial in range(TRIALS):
             request = RerankRequest(query=f"query {trial}", documents=DOCUMENTS)

@@ -52,7 +52,7 @@ async def deadline_seconds(base_url: str, engine: str) -> float:
     async with RerankClient(
         base_url=base_url,
         model="m",
-        http_engine=engine,  # type: ignore[arg-type]
+        http_client=engine,  # type: ignore[arg-type]
         timeout=3,
         max_retries=0,
     ) as client:

@@ -36,7 +36,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from rerank_async import RerankClient, RerankError, RerankRequest
+from rerank_async import Limits, RerankClient, RerankError, RerankRequest, RetryPolicy
 from rerank_async.server._scoring import score as reference_score
 
 RESULTS = Path(__file__).parent / "results"
@@ -111,9 +111,10 @@ def rerank_async_client(engine: str, hedge_after: float | None = None) -> Client
         scores: list[list[float] | None] = [None] * len(workload.calls)
         async with RerankClient(
             base_url=base_url, model=MODEL, batch_size=batch_size, max_concurrency=concurrency,
-            http_engine=engine, retry_initial_delay=0.05, max_retries=8, on_request=count,  # type: ignore[arg-type]
-            hedge_after=hedge_after,
+            http_client=engine, max_retries=8,  # type: ignore[arg-type]
+            hedge_after=hedge_after, retry=RetryPolicy(initial_delay=0.05),
         ) as client:  # fmt: skip
+            client.on_request = count
             started, cpu = time.perf_counter(), time.process_time()
             if len(workload.calls) == 1:
                 query, docs = workload.calls[0]
@@ -372,8 +373,8 @@ async def call_latency(
     ):
         latencies = []
         async with RerankClient(
-            base_url=base_url, model=MODEL, batch_size=batch_size, min_batch_size=min_batch,
-            max_concurrency=concurrency,
+            base_url=base_url, model=MODEL, batch_size=batch_size,
+            max_concurrency=concurrency,limits=Limits(min_batch_size=min_batch)
         ) as client:  # fmt: skip
             await client.score("solar", docs)
             for _ in range(repeats):

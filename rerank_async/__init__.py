@@ -13,12 +13,14 @@ Quickstart::
 from __future__ import annotations
 
 from ._client import NOT_GIVEN, ClientOptions, NotGiven, RerankClient
+from ._config import ClientArguments, HttpEngine
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    DeadlineExceededError,
     NotFoundError,
     RateLimitError,
     RerankError,
@@ -30,8 +32,9 @@ from ._exceptions import (
 )
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
+from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
-from ._retry import RETRYABLE_STATUS_CODES, RetryPolicy
+from ._retry import RETRYABLE_STATUS_CODES
 from ._statistics import ClientStatistics
 from ._sync import SyncRerankClient
 from ._version import __version__
@@ -46,9 +49,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchScores",
+    "ClientArguments",
     "ClientOptions",
     "ClientStatistics",
+    "DeadlineExceededError",
     "DeepInfraProvider",
+    "HttpEngine",
+    "Limits",
     "NotFoundError",
     "NotGiven",
     "PartialScores",

@@ -1,28 +1,31 @@
-"""``CallState``: the mutable state of one ``rerank`` call, shared by its batch tasks."""
+"""``CallState``: one call's mutable state, and ``run_to_deadline``, the one way a call runs.
+
+Plain calls (``_runner``) and packed calls (``_packed``) both run their work through
+``run_to_deadline``: one deadline, the first error kept, and ``error.partial`` on
+every failure.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._batching import Deduper, ScoreSlots, dedupe, fan_out, has_duplicates
-from ._exceptions import AuthenticationError, NotFoundError, RerankError
+from ._exceptions import DeadlineExceededError, RerankError, is_endpoint_wide
 from ._partial import PartialScores
 from .providers import BatchScores
 
-__all__ = ["LARGE_CALL_CHARS", "CallState", "batch_range_bounds"]
+__all__ = ["LARGE_CALL_CHARS", "CallState", "batch_range_bounds", "run_to_deadline"]
 
 # Characters of text above which a call's whole-call passes (dedupe's hashing) run a
 # slice per turn of the event loop: hashing 40 MB takes tens of milliseconds, measured.
 LARGE_CALL_CHARS: Final = 1_000_000
 # Characters hashed per turn when deduplicating a large call.
 _TURN_CHARS: Final = 250_000
-
-# Errors no other batch of the call can escape: a refused key, an unknown model.
-_ENDPOINT_WIDE: Final = (AuthenticationError, NotFoundError)
 
 
 def batch_range_bounds(document_range: tuple[int, int]) -> tuple[int, int]:
@@ -159,7 +162,7 @@ class CallState:
         if self.error is None:
             self.error = error
         if self.task_group is not None and (
-            not isinstance(error, RerankError) or isinstance(error, _ENDPOINT_WIDE)
+            not isinstance(error, RerankError) or is_endpoint_wide(error)
         ):
             self.task_group.cancel_scope.cancel()
 
@@ -168,3 +171,59 @@ class CallState:
         if self.positions is None:
             return self.slots.filled
         return sum(1 for slot in self.positions if self.slots.is_filled(slot))
+
+
+async def run_to_deadline(
+    call: CallState,
+    work: Callable[[], Awaitable[None]],
+    *,
+    deadline_seconds: float | None,
+    url: str,
+    model: str,
+    n_documents: int,
+) -> None:
+    """Run a call's ``work`` under its deadline, then raise how it failed, if it did.
+
+    ``work`` records failures with ``call.fail``. Afterwards the first one is
+    raised, or ``DeadlineExceededError`` when the deadline passed first; either
+    carries ``partial``, every score obtained in time.
+
+    Args:
+        call: The call's state; ``call.deadline`` is set for the retry verdicts.
+        work: Scores the call into its slots.
+        deadline_seconds: The call's ``total_timeout``, or ``None``.
+        url, model: For the deadline's message.
+        n_documents: The caller's document count, for the deadline's message.
+    """
+    if deadline_seconds is None:
+        # No deadline, no cancel scope: entering and leaving one costs CPU per call.
+        await work()
+        passed = False
+    else:
+        with anyio.move_on_after(deadline_seconds) as deadline_scope:
+            call.deadline = deadline_scope.deadline
+            await work()
+        passed = deadline_scope.cancelled_caught
+    if call.error is not None:
+        raise _with_partial(call.error, call)
+    if passed:
+        assert deadline_seconds is not None  # a scope was entered only with a deadline
+        scored = call.documents_scored()
+        raise _with_partial(
+            DeadlineExceededError(
+                f"total_timeout of {deadline_seconds} s passed with {scored} of "
+                f"{n_documents} documents scored [POST {url}, model {model}]",
+                url=url,
+                model=model,
+                documents_scored=scored,
+                total_timeout=deadline_seconds,
+            ),
+            call,
+        )
+
+
+def _with_partial(error: Exception, call: CallState) -> Exception:
+    """``error`` carrying what ``call`` scored before it failed (``error.partial``)."""
+    if isinstance(error, RerankError):
+        error.partial = call.partial_scores()
+    return error

@@ -25,23 +25,17 @@ from ._config import (
     HttpEngine,
     NotGiven,
     resolve_call,
+    resolve_call_timeout,
     resolve_config,
 )
-from ._constants import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER,
-    DEFAULT_RETRY_BUDGET_PER_SECOND,
-    DEFAULT_RETRY_BUDGET_RATIO,
-    DEFAULT_RETRY_INITIAL_DELAY,
-    DEFAULT_RETRY_MAX_DELAY,
-)
+from ._constants import DEFAULT_MAX_RETRIES
 from ._encodable import check_encodable_in_slices
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
-from ._pair_pool import PairPool
+from ._options import Limits, RetryPolicy
+from ._packed import PackedRequests, PairPool
 from ._partial import PartialScores
 from ._resume import checked_resume, score_the_gaps
-from ._retry import RetryPolicy
 from ._runner import BatchRunner
 from ._statistics import ClientStatistics
 from ._tracing import rerank_span
@@ -81,54 +75,31 @@ class RerankClient:
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
         batch_size: Most documents per request; ``None`` for the provider's
             default (DeepInfra: 64).
-        min_batch_size: Fewest documents per request when a call is spread
-            over idle concurrency slots; ``None`` for 8, or ``batch_size`` if
-            that is smaller.
         max_concurrency: Most requests in flight for this client, across all
             calls; ``None`` for the provider's default (DeepInfra: 32).
-        split: Split calls into batches. ``False`` sends each call as one
-            request, for listwise models whose scores depend on the other
-            documents in the request; a call over ``batch_size`` then fails
-            with ``ValueError`` before any request.
         max_retries: Retries per batch after its first attempt; 0 disables.
         timeout: Per request: seconds, an ``httpx.Timeout``, or ``None`` for
             none. Defaults to 60 s (10 s to connect), or to ``http_client``'s
             own timeout when one is given. It bounds the whole attempt, body
-            included (an ``httpx.Timeout`` by its ``read`` value): a body that
-            trickles or never ends raises ``ResponseTimeoutError``.
+            included (an ``httpx.Timeout`` by its ``read`` value).
         total_timeout: Seconds one call may take, retries and backoff
-            included; ``None`` (the default) for no deadline.
-        retry_initial_delay: Backoff ceiling after a first failure, seconds.
-        retry_max_delay: Largest backoff ceiling, seconds.
-        max_retry_after: Most seconds a server's ``Retry-After`` is obeyed.
-        dedupe: Send identical documents of one call once.
-        http_client: A caller-owned ``httpx.AsyncClient``; never closed here.
-            Size its pool to at least ``max_concurrency`` connections.
-        http_engine: ``"auto"`` (default): aiohttp on asyncio, at about a third
-            of httpx's CPU per request, and httpx under trio or with
-            ``http_client``. ``"httpx"`` or ``"aiohttp"`` (asyncio only) to
-            choose; the behaviour is the same on both.
+            included; ``None`` (the default) for no deadline. When it passes the
+            call fails with ``DeadlineExceededError``, never retried or resumed.
         hedge_after: Seconds after which a batch still unanswered is sent a
-            second time, when a concurrency slot is free and the retry budget
-            allows; the first answer wins. Cuts the tail on servers with rare,
-            very slow requests. ``"auto"`` hedges at the rolling 95th percentile
+            second time, when a slot is free and the retry budget allows; the
+            first answer wins. ``"auto"`` hedges at the rolling 90th percentile
             of answer latency; ``None`` (default) never hedges.
-        adaptive_concurrency: Let the number of requests in flight follow the
-            server: it backs off on 429, 503, timeouts and dropped connections
-            and grows while requests succeed, never above ``max_concurrency``
-            nor below 1 (docs/rate-limits.md). ``False`` keeps it fixed.
-        max_requests_per_minute: Send at most this many requests per minute,
-            paced evenly; ``None`` (default) for no limit.
-        max_tokens_per_minute: Send at most this many tokens per minute, by the
-            provider's estimate corrected from reported usage; ``None`` for none.
-        retry_budget_ratio: Retries (and hedges) across the client are at most
-            this share of its requests, plus ``retry_budget_per_second``; past
-            that a batch fails at once with ``RetryBudgetExhaustedError``.
-            ``None`` for no budget (only ``max_retries`` per batch).
-        retry_budget_per_second: Retries allowed per second regardless of traffic.
-        on_request: Called after every HTTP attempt with a ``RequestRecord``
-            (latency, status, server runtime), for metrics and benchmarks.
-            It runs on the event loop: keep it quick and never let it raise.
+        http_client: A caller-owned ``httpx.AsyncClient`` (never closed here;
+            size its pool to at least ``max_concurrency``), or the engine this
+            client opens its own connections with: ``"auto"`` (``None``, the
+            default) is aiohttp on asyncio, at about a third of httpx's CPU per
+            request, and httpx under trio; ``"httpx"`` or ``"aiohttp"`` to choose.
+        trust_env: Honour ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,
+            ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``, as httpx does.
+        limits: Request sizes, adaptive concurrency and rate limits
+            (``rerank_async.Limits``).
+        retry: Backoff, ``Retry-After`` and the retry budget
+            (``rerank_async.RetryPolicy``).
 
     Raises:
         ValueError: An option is out of range; the message names it.
@@ -143,25 +114,15 @@ class RerankClient:
         base_url: str | None = None,
         provider: str | Provider = "deepinfra",
         batch_size: int | None = None,
-        min_batch_size: int | None = None,
         max_concurrency: int | None = None,
-        split: bool = True,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         total_timeout: float | None = None,
-        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
-        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-        dedupe: bool = True,
-        http_client: httpx.AsyncClient | None = None,
-        http_engine: HttpEngine = "auto",
-        on_request: Callable[[RequestRecord], None] | None = None,
         hedge_after: float | Literal["auto"] | None = None,
-        adaptive_concurrency: bool = True,
-        max_requests_per_minute: float | None = None,
-        max_tokens_per_minute: float | None = None,
-        retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
-        retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+        http_client: httpx.AsyncClient | HttpEngine | None = None,
+        trust_env: bool = True,
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         config = resolve_config(
             model=model,
@@ -169,34 +130,28 @@ class RerankClient:
             base_url=base_url,
             provider=provider,
             batch_size=batch_size,
-            min_batch_size=min_batch_size,
             max_concurrency=max_concurrency,
-            split=split,
             max_retries=max_retries,
             timeout=timeout,
             total_timeout=total_timeout,
-            retry_initial_delay=retry_initial_delay,
-            retry_max_delay=retry_max_delay,
-            max_retry_after=max_retry_after,
-            dedupe=dedupe,
-            http_client=http_client,
-            http_engine=http_engine,
             hedge_after=hedge_after,
-            adaptive_concurrency=adaptive_concurrency,
-            max_requests_per_minute=max_requests_per_minute,
-            max_tokens_per_minute=max_tokens_per_minute,
-            retry_budget_ratio=retry_budget_ratio,
-            retry_budget_per_second=retry_budget_per_second,
+            http_client=http_client,
+            trust_env=trust_env,
+            limits=limits,
+            retry=retry,
         )
         self._provider = config.provider
         self._api_key = config.api_key
-        self._transport = open_transport(config, on_request=on_request)
+        self._transport = open_transport(config)
         # One limiter for every call of this client (see BatchRunner).
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
             sender=self._transport.sender,
         )
+        # rerank_many's packed requests, for wire formats with one query per document.
+        self._packed = PackedRequests(self._runner)
+        self._on_request: Callable[[RequestRecord], None] | None = None
         self._state = _State.UNOPENED
 
     # -- public API ---------------------------------------------------------------------------
@@ -240,18 +195,34 @@ class RerankClient:
         return self._runner.statistics()
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
-        """Retry later batches with ``policy``: limits, backoff, and the sleep and jitter draw.
+        """Retry later batches with ``policy``: backoff, budget, and the sleep and jitter draw.
 
         The testing seam: ``RetryPolicy(sleep=recorder)`` makes backoff instant and
         observable, without real sleeps (see the README's "Testing" section).
 
         Raises:
-            TypeError, ValueError: ``policy`` is not a valid ``RetryPolicy``.
+            TypeError: ``policy`` is not a ``RetryPolicy``.
         """
         if not isinstance(policy, RetryPolicy):
             raise TypeError(f"policy must be a RetryPolicy, not {type(policy).__name__}")
-        check_int("policy.max_retries", policy.max_retries, minimum=0)
         self._runner.set_retry_policy(policy)
+
+    @property
+    def on_request(self) -> Callable[[RequestRecord], None] | None:
+        """Called after every HTTP attempt with a ``RequestRecord``, or ``None``.
+
+        Set it like httpx's ``client.event_hooks``: ``client.on_request = record``,
+        for metrics and benchmarks. It runs on the event loop: keep it quick and
+        never let it raise.
+        """
+        return self._on_request
+
+    @on_request.setter
+    def on_request(self, hook: Callable[[RequestRecord], None] | None) -> None:
+        if hook is not None and not callable(hook):
+            raise TypeError(f"on_request must be callable or None, not {type(hook).__name__}")
+        self._on_request = hook
+        self._runner.use_sender(self._transport.observed(hook))
 
     async def rerank(
         self,
@@ -281,7 +252,7 @@ class RerankClient:
         Raises:
             TypeError, ValueError: Bad input, before any request is sent.
             RerankError: A batch failed for good (its subclass says how), or
-                the deadline passed (``APITimeoutError``). The other batches
+                the deadline passed (``DeadlineExceededError``). The other batches
                 still finish, and ``error.partial`` holds every score obtained
                 (``None`` elsewhere) and the failed ranges; an error that would
                 fail every batch (401, 403, 404) cancels them instead.
@@ -303,8 +274,8 @@ class RerankClient:
         pool: PairPool | None = None,
     ) -> RerankResult:
         """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
-        # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
-        # outcome; a shared no-op unless a tracer provider is configured (see _tracing.py).
+        # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
+        # tracer provider is configured (see _tracing.py).
         with rerank_span(
             provider=self._provider.name,
             model=self._runner.options.model,
@@ -323,7 +294,6 @@ class RerankClient:
                     pool=pool,
                 )
             )
-        # --- end of the OpenTelemetry hook
 
     async def _rerank(
         self,
@@ -384,14 +354,14 @@ class RerankClient:
         if not documents:
             return [], Usage()
         call = await CallState.for_documents(
-            query, documents, dedupe_them=self._runner.options.dedupe, spread=spread
+            query, documents, dedupe_them=self._runner.options.limits.dedupe, spread=spread
         )
         if pool is None:
             await self._runner.run_call(
                 call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
             )
         else:
-            await self._runner.packed.run_pooled_call(
+            await self._packed.run_pooled_call(
                 call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
             )
         return call.caller_scores(), Usage(
@@ -456,19 +426,21 @@ class RerankClient:
             RuntimeError: The client is closed.
         """
         self._ensure_open()
-        if max_pending is None:
-            max_pending = 4 * self._runner.options.max_concurrency
-        check_int("max_pending", max_pending, minimum=1)
         options = self._runner.options
-        if options.split and self._provider.packs_pairs(options.model):
+        if max_pending is None:
+            max_pending = 4 * options.max_concurrency
+        check_int("max_pending", max_pending, minimum=1)
+        deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
+        if options.limits.split and self._provider.packs_pairs(options.model):
             # One query per document on the wire: the requests share full batches.
+            pool = self._packed.open_pool()
             return rerank_each(
-                self._traced_rerank,
+                partial(self._traced_rerank, pool=pool),
                 requests,
                 max_pending=max_pending,
                 fail_fast=fail_fast,
-                total_timeout=total_timeout,
-                pool=self._runner.packed.open_pool(),
+                deadline_seconds=deadline_seconds,
+                beside=pool.run,
             )
         # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(
@@ -476,7 +448,7 @@ class RerankClient:
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,
-            total_timeout=total_timeout,
+            deadline_seconds=deadline_seconds,
         )
 
     async def aclose(self) -> None:

@@ -8,11 +8,10 @@ is read at import time or per call.
 from __future__ import annotations
 
 import enum
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, TypedDict, TypeVar
 
 import httpx
 
@@ -24,16 +23,10 @@ from ._checks import (
     checked_query,
     non_empty,
 )
-from ._constants import (
-    DEFAULT_MIN_BATCH_SIZE,
-    DEFAULT_RETRY_BUDGET_PER_SECOND,
-    DEFAULT_RETRY_BUDGET_RATIO,
-    ENV_BASE_URL,
-    ENV_MODEL,
-)
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MIN_BATCH_SIZE, ENV_BASE_URL, ENV_MODEL
 from ._encodable import check_encodable
 from ._flow import LoadSettings
-from ._retry import RetryPolicy
+from ._options import Limits, RetryPolicy
 from ._secrets import check_api_key
 from ._version import __version__
 from .providers import Provider, resolve_provider
@@ -42,6 +35,7 @@ __all__ = [
     "HTTP_ENGINES",
     "NOT_GIVEN",
     "CallRequest",
+    "ClientArguments",
     "ClientOptions",
     "HttpEngine",
     "NotGiven",
@@ -66,13 +60,42 @@ class NotGiven(enum.Enum):
 
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 
+OptionT = TypeVar("OptionT", Limits, RetryPolicy)
+
 # A per-request timeout after its check; NOT_GIVEN leaves the choice to the engine.
 RequestTimeout: TypeAlias = httpx.Timeout | float | NotGiven | None
 
 
+class ClientArguments(TypedDict, total=False):
+    """``RerankClient``'s keyword arguments, for wrappers that pass them through.
+
+    ``SyncRerankClient``, the framework adapters, the CLI and Ray take
+    ``**Unpack[ClientArguments]`` instead of re-typing the list; a test checks that
+    its keys are exactly ``RerankClient``'s parameters.
+    """
+
+    model: str | None
+    api_key: str | None
+    base_url: str | None
+    provider: str | Provider
+    batch_size: int | None
+    max_concurrency: int | None
+    max_retries: int
+    timeout: float | httpx.Timeout | NotGiven | None
+    total_timeout: float | None
+    hedge_after: float | Literal["auto"] | None
+    http_client: httpx.AsyncClient | HttpEngine | None
+    trust_env: bool
+    limits: Limits | None
+    retry: RetryPolicy | None
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
-    """A client's options after precedence (argument > environment > default) and checks."""
+    """A client's options after precedence (argument > environment > default) and checks.
+
+    ``min_batch_size`` is ``limits.min_batch_size`` with its default applied.
+    """
 
     model: str
     base_url: str
@@ -80,12 +103,24 @@ class ClientOptions:
     batch_size: int
     min_batch_size: int
     max_concurrency: int
-    split: bool
+    max_retries: int
     total_timeout: float | None
     hedge_after: float | Literal["auto"] | None
-    dedupe: bool
+    trust_env: bool
+    limits: Limits
     retry: RetryPolicy
-    limits: LoadSettings
+
+    def load_settings(self) -> LoadSettings:
+        """What the flow-control gate (``Admission``) enforces."""
+        return LoadSettings(
+            max_concurrency=self.max_concurrency,
+            adaptive=self.limits.adaptive_concurrency,
+            max_requests_per_minute=self.limits.max_requests_per_minute,
+            max_tokens_per_minute=self.limits.max_tokens_per_minute,
+            retry_budget_ratio=self.retry.budget_ratio,
+            retry_budget_floor=self.retry.budget_per_second,
+            max_pause=self.retry.max_retry_after,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,29 +148,20 @@ class ResolvedConfig:
 
 def resolve_config(
     *,
-    model: str | None,
-    api_key: str | None,
-    base_url: str | None,
-    provider: str | Provider,
-    batch_size: int | None,
-    min_batch_size: int | None,
-    max_concurrency: int | None,
-    split: bool,
-    max_retries: int,
-    timeout: float | httpx.Timeout | NotGiven | None,
-    total_timeout: float | None,
-    retry_initial_delay: float,
-    retry_max_delay: float,
-    max_retry_after: float,
-    dedupe: bool,
-    http_client: httpx.AsyncClient | None,
-    http_engine: HttpEngine,
-    hedge_after: float | Literal["auto"] | None,
-    adaptive_concurrency: bool = True,
-    max_requests_per_minute: float | None = None,
-    max_tokens_per_minute: float | None = None,
-    retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
-    retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    provider: str | Provider = "deepinfra",
+    batch_size: int | None = None,
+    max_concurrency: int | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+    total_timeout: float | None = None,
+    hedge_after: float | Literal["auto"] | None = None,
+    http_client: httpx.AsyncClient | HttpEngine | None = None,
+    trust_env: bool = True,
+    limits: Limits | None = None,
+    retry: RetryPolicy | None = None,
 ) -> ResolvedConfig:
     """Resolve and check ``RerankClient``'s arguments; see its docstring for their meaning.
 
@@ -144,43 +170,29 @@ def resolve_config(
         TypeError: An option has the wrong type.
     """
     chosen_provider = resolve_provider(provider)
+    limits = _checked_option("limits", limits, Limits)
+    retry = _checked_option("retry", retry, RetryPolicy)
     if batch_size is None:
         batch_size = chosen_provider.default_batch_size
     if max_concurrency is None:
         max_concurrency = chosen_provider.default_max_concurrency
     check_int("batch_size", batch_size, minimum=1)
+    min_batch_size = limits.min_batch_size
     if min_batch_size is None:
         min_batch_size = min(DEFAULT_MIN_BATCH_SIZE, batch_size)
-    check_int("min_batch_size", min_batch_size, minimum=1)
+    elif min_batch_size > batch_size:
+        raise ValueError(
+            f"limits.min_batch_size ({min_batch_size}) must not exceed batch_size ({batch_size})"
+        )
     check_int("max_concurrency", max_concurrency, minimum=1)
     check_int("max_retries", max_retries, minimum=0)
-    if min_batch_size > batch_size:
-        raise ValueError(
-            f"min_batch_size ({min_batch_size}) must not exceed batch_size ({batch_size})"
-        )
-    for name, seconds in (
-        ("retry_initial_delay", retry_initial_delay),
-        ("retry_max_delay", retry_max_delay),
-        ("max_retry_after", max_retry_after),
-    ):
-        check_seconds(name, seconds, allow_zero=True)
     if total_timeout is not None:
         check_seconds("total_timeout", total_timeout, allow_zero=False)
     if hedge_after is not None and hedge_after != "auto":
         check_seconds("hedge_after", hedge_after, allow_zero=False)
-    limits = _resolve_limits(
-        max_concurrency=max_concurrency,
-        adaptive_concurrency=adaptive_concurrency,
-        max_requests_per_minute=max_requests_per_minute,
-        max_tokens_per_minute=max_tokens_per_minute,
-        retry_budget_ratio=retry_budget_ratio,
-        retry_budget_per_second=retry_budget_per_second,
-        max_retry_after=max_retry_after,
-    )
-    if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-        raise TypeError(
-            f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
-        )
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+    http_engine, own_http_client = _resolve_http_client(http_client)
 
     chosen_model = model or os.environ.get(ENV_MODEL) or chosen_provider.default_model
     if chosen_model is None:
@@ -200,31 +212,19 @@ def resolve_config(
         batch_size=batch_size,
         min_batch_size=min_batch_size,
         max_concurrency=max_concurrency,
-        split=split,
+        max_retries=max_retries,
         total_timeout=total_timeout,
         hedge_after=hedge_after,
-        dedupe=dedupe,
-        retry=RetryPolicy(
-            max_retries=max_retries,
-            initial_delay=retry_initial_delay,
-            max_delay=retry_max_delay,
-            max_retry_after=max_retry_after,
-        ),
+        trust_env=trust_env,
         limits=limits,
+        retry=retry,
     )
-
-    if http_engine not in HTTP_ENGINES:
-        raise ValueError(f"http_engine must be 'auto', 'httpx' or 'aiohttp', not {http_engine!r}")
-    if http_engine == "aiohttp" and http_client is not None:
-        raise ValueError(
-            "http_client is an httpx client; it cannot be used with http_engine='aiohttp'"
-        )
     return ResolvedConfig(
         options=options,
         provider=chosen_provider,
         api_key=resolved_key,
         http_engine=http_engine,
-        http_client=http_client,
+        http_client=own_http_client,
         timeout=timeout if isinstance(timeout, NotGiven) else _checked_timeout(timeout),
         headers={
             "Content-Type": "application/json",
@@ -232,6 +232,39 @@ def resolve_config(
             "User-Agent": f"rerank-async/{__version__}",
             **chosen_provider.auth_headers(resolved_key),
         },
+    )
+
+
+def _checked_option(name: str, value: object, kind: type[OptionT]) -> OptionT:
+    """An option object, or its defaults for ``None``."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{name} must be a rerank_async.{kind.__name__}, not {type(value).__name__}"
+        )
+    return value
+
+
+def _resolve_http_client(
+    http_client: object,
+) -> tuple[HttpEngine, httpx.AsyncClient | None]:
+    """The engine to send with, and the caller's own httpx client if one was given.
+
+    ``http_client`` is either a caller-owned ``httpx.AsyncClient`` (sent through as is,
+    never closed here) or the name of the engine the client should open its own
+    connections with.
+    """
+    if http_client is None:
+        return "auto", None
+    if isinstance(http_client, httpx.AsyncClient):
+        return "httpx", http_client
+    if http_client in HTTP_ENGINES:
+        return http_client, None
+    problem = ValueError if isinstance(http_client, str) else TypeError
+    raise problem(
+        "http_client must be an httpx.AsyncClient or one of 'auto', 'httpx', 'aiohttp', "
+        f"not {http_client!r}"
     )
 
 
@@ -263,7 +296,7 @@ def resolve_call(
     check_encodable(checked_text, name="query")
     checked_top_k = None if top_k is None else check_int("top_k", top_k, minimum=1)
     deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
-    if not options.split and len(checked) > options.batch_size:
+    if not options.limits.split and len(checked) > options.batch_size:
         raise ValueError(
             f"split=False sends one request per call, but {len(checked)} documents exceed "
             f"batch_size={options.batch_size}"
@@ -285,48 +318,6 @@ def resolve_call_timeout(
     if total_timeout is None:
         return None
     return check_seconds("total_timeout", total_timeout, allow_zero=False)
-
-
-def _resolve_limits(
-    *,
-    max_concurrency: int,
-    adaptive_concurrency: bool,
-    max_requests_per_minute: float | None,
-    max_tokens_per_minute: float | None,
-    retry_budget_ratio: float | None,
-    retry_budget_per_second: float,
-    max_retry_after: float,
-) -> LoadSettings:
-    if not isinstance(adaptive_concurrency, bool):
-        raise TypeError(
-            f"adaptive_concurrency must be a bool, not {type(adaptive_concurrency).__name__}"
-        )
-    for name, rate in (
-        ("max_requests_per_minute", max_requests_per_minute),
-        ("max_tokens_per_minute", max_tokens_per_minute),
-    ):
-        if rate is not None:
-            _check_number(name, rate, positive=True)
-    if retry_budget_ratio is not None:
-        _check_number("retry_budget_ratio", retry_budget_ratio, positive=False)
-    _check_number("retry_budget_per_second", retry_budget_per_second, positive=False)
-    return LoadSettings(
-        max_concurrency=max_concurrency,
-        adaptive=adaptive_concurrency,
-        max_requests_per_minute=max_requests_per_minute,
-        max_tokens_per_minute=max_tokens_per_minute,
-        retry_budget_ratio=retry_budget_ratio,
-        retry_budget_floor=retry_budget_per_second,
-        max_pause=max_retry_after,
-    )
-
-
-def _check_number(name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
 
 
 def _checked_timeout(timeout: object) -> httpx.Timeout | float | None:

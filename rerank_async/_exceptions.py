@@ -5,8 +5,9 @@ Every failure of a call surfaces as exactly one of these (never an
 
     RerankError                      .partial: the scores a failed call kept
     ├── APIConnectionError           no response; __cause__ is the engine's error
-    │   └── APITimeoutError          a request or the call's deadline timed out
-    │       └── ResponseTimeoutError the whole response took longer than timeout
+    │   └── APITimeoutError          one request timed out
+    │       ├── ResponseTimeoutError the whole response took longer than timeout
+    │       └── DeadlineExceededError the call's total_timeout passed (never retried)
     ├── APIStatusError               .status_code, .message, .request_id, .body
     │   ├── BadRequestError          400, 413, 422
     │   ├── AuthenticationError      401, 403
@@ -14,10 +15,12 @@ Every failure of a call surfaces as exactly one of these (never an
     │   ├── RateLimitError           429
     │   └── ServerError              5xx
     ├── ResponseValidationError      2xx, but a body that does not fit
-    │   └── ResponseTooLargeError    a body over the size limit (never retried)
+    │   └── ResponseTooLargeError    a body over the size limit, any status (never retried)
     └── RetryBudgetExhaustedError    retryable, but the client's retry budget is spent
 
 Invalid arguments raise ``TypeError`` or ``ValueError`` before any request.
+``is_endpoint_wide(error)`` tells the failures that hold for every request to the
+endpoint (401, 403, 404): no other batch of the call can escape them.
 Every message names the endpoint, the model and the documents involved, and
 none contains the API key (see docs/security.md).
 """
@@ -32,6 +35,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "DeadlineExceededError",
     "NotFoundError",
     "RateLimitError",
     "RerankError",
@@ -40,6 +44,7 @@ __all__ = [
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "ServerError",
+    "is_endpoint_wide",
 ]
 
 
@@ -79,24 +84,41 @@ class APIConnectionError(RerankError):
 
 
 class APITimeoutError(APIConnectionError):
-    """A request timed out, or the call's ``total_timeout`` passed.
+    """A request timed out: connecting, or waiting for its answer.
+
+    Retried like any dropped connection. The call's own deadline has a subclass
+    of its own, ``DeadlineExceededError``, which is never retried.
 
     Attributes:
-        documents_scored: For a call deadline, how many documents had their
-            score when it passed; ``None`` for a single request's timeout.
+        documents_scored: ``None``; set by ``DeadlineExceededError``, where it counts.
+    """
+
+    documents_scored: int | None = None
+
+
+class DeadlineExceededError(APITimeoutError):
+    """The call's ``total_timeout`` passed before every document had its score.
+
+    A deadline is the caller's: it is never retried, and ``rerank_many`` never
+    resumes a request past it. ``partial`` holds what was scored in time.
+
+    Attributes:
+        documents_scored: How many documents had their score when it passed.
+        total_timeout: The deadline, in seconds.
     """
 
     def __init__(
         self,
         message: str,
         *,
+        documents_scored: int,
+        total_timeout: float,
         url: str | None = None,
         model: str | None = None,
-        document_range: tuple[int, int] | None = None,
-        documents_scored: int | None = None,
     ) -> None:
-        super().__init__(message, url=url, model=model, document_range=document_range)
-        self.documents_scored = documents_scored
+        super().__init__(message, url=url, model=model)
+        self.documents_scored: int | None = documents_scored
+        self.total_timeout = total_timeout
 
 
 class ResponseTimeoutError(APITimeoutError):
@@ -188,7 +210,7 @@ class ResponseValidationError(RerankError):
 
 
 class ResponseTooLargeError(ResponseValidationError):
-    """A response body (after decompression) larger than the batch can need.
+    """A response body (after decompression, whatever its status) larger than the batch needs.
 
     Reading stops at the limit, so a huge body or a compression bomb costs at
     most the limit in memory. The limit scales with the batch (see
@@ -219,7 +241,7 @@ class RetryBudgetExhaustedError(RerankError):
     """A batch failed in a retryable way, but the client's retry budget is spent.
 
     Retries across a client are capped at a share of its requests (see
-    ``retry_budget_ratio``), so that an outage does not multiply the load on a
+    ``RetryPolicy.budget_ratio``), so that an outage does not multiply the load on a
     server that is already down. The batch fails at once instead of retrying;
     a bulk run records it as failed for ``--retry-failed`` to redo later.
 
@@ -238,3 +260,12 @@ class RetryBudgetExhaustedError(RerankError):
     ) -> None:
         super().__init__(message, url=url, model=model, document_range=document_range)
         self.last_error = last_error
+
+
+def is_endpoint_wide(error: BaseException) -> bool:
+    """Whether ``error`` holds for every request to the endpoint, whatever it carries.
+
+    A refused key or an unknown model: no other batch of the call can escape it,
+    and splitting a request by query would only send it again.
+    """
+    return isinstance(error, AuthenticationError | NotFoundError)

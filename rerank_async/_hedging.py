@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 
-from ._flow import Limiter
-
-__all__ = ["race_hedged"]
+__all__ = ["ExtraSlots", "race_hedged"]
 
 T = TypeVar("T")
+
+
+class ExtraSlots(Protocol):
+    """Where each copy's extra slot comes from: taken only if free now, given back after."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 async def race_hedged(
     send: Callable[[], Awaitable[T]],
     *,
     hedge_after: float,
-    limiter: Limiter,
+    limiter: ExtraSlots,
     on_hedge: Callable[[], None] | None = None,
     max_hedges: int = 1,
 ) -> T:

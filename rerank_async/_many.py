@@ -13,6 +13,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Sequence,
 )
@@ -24,10 +25,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._config import NotGiven
 from ._exceptions import RerankError
 from ._models import RerankResult
-from ._pair_pool import PairPool
 from ._retry import is_retryable
 
 __all__ = ["RequestLike", "RerankOutcome", "RerankRequest", "rerank_each", "run_many"]
@@ -90,52 +89,58 @@ def rerank_each(
     *,
     max_pending: int,
     fail_fast: bool,
-    total_timeout: float | NotGiven | None,
-    pool: PairPool | None = None,
+    deadline_seconds: float | None,
+    beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
-    """``RerankClient.rerank_many``: each request through ``rerank`` with the call's deadline.
+    """``RerankClient.rerank_many``: each request through ``rerank`` under its deadline.
 
     A request that fails with work kept (``error.partial``) is resumed once, sending
-    only its missing documents, before its outcome records the failure. With ``pool``,
-    the requests share packed requests: the pool runs beside them for the whole block.
+    only its missing documents, before its outcome records the failure. The resume
+    runs on what is left of the request's deadline: a deadline is never extended.
+    ``beside`` (a packing pool's sender) runs for the whole block.
     """
 
     async def rerank_one(request: RerankRequest) -> RerankResult:
-        shared: dict[str, Any] = {} if pool is None else {"pool": pool}
+        started = anyio.current_time()
         try:
             return await rerank(
                 request.query,
                 request.documents,
                 top_k=request.top_k,
-                total_timeout=total_timeout,
-                **shared,
+                total_timeout=deadline_seconds,
             )
         except RerankError as error:
             # Before giving up, send once more only what has no score yet; an error
-            # that retrying cannot fix (401, 404, 400, too large) is final.
+            # that retrying cannot fix (401, 404, 400, too large, the deadline) is final.
             if error.partial is None or not is_retryable(error):
                 raise
+            remaining = None
+            if deadline_seconds is not None:
+                remaining = deadline_seconds - (anyio.current_time() - started)
+                if remaining <= 0:
+                    raise
             return await rerank(
                 request.query,
                 request.documents,
                 top_k=request.top_k,
-                total_timeout=total_timeout,
+                total_timeout=remaining,
                 resume=error.partial,
             )
 
     outcomes = run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)
-    if pool is None:
+    if beside is None:
         return outcomes
-    return _beside(pool, outcomes)
+    return _beside(beside, outcomes)
 
 
 @asynccontextmanager
 async def _beside(
-    pool: PairPool, outcomes: AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]
+    beside: Callable[[], Coroutine[Any, Any, None]],
+    outcomes: AbstractAsyncContextManager[AsyncIterator[RerankOutcome]],
 ) -> AsyncIterator[AsyncIterator[RerankOutcome]]:
-    """``outcomes`` with ``pool`` sending for them until the block ends."""
+    """``outcomes`` with ``beside`` running for them until the block ends."""
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(pool.run)
+        task_group.start_soon(beside)
         try:
             async with outcomes as iterator:
                 yield iterator

@@ -11,32 +11,32 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
-from tenacity.stop import stop_base
+from tenacity import AsyncRetrying, RetryCallState, stop_never
 
-from ._constants import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER,
-    DEFAULT_RETRY_INITIAL_DELAY,
-    DEFAULT_RETRY_MAX_DELAY,
-)
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    DeadlineExceededError,
+    RateLimitError,
     RerankError,
     ResponseTooLargeError,
     ResponseValidationError,
     RetryBudgetExhaustedError,
 )
+from ._options import RetryPolicy
 
 __all__ = [
     "RETRYABLE_STATUS_CODES",
-    "RetryPolicy",
+    "NoSignals",
+    "RetryDecision",
+    "RetryEvent",
+    "RetrySignals",
+    "RetryVerdict",
     "backoff_delay",
     "call_with_retries",
     "is_retryable",
@@ -60,9 +60,10 @@ def is_retryable(error: BaseException) -> bool:
     Connection failures and timeouts, the transient statuses in
     ``RETRYABLE_STATUS_CODES``, and malformed 2xx bodies (a truncating proxy
     or an overloaded server) are; every other status is final, and so is a
-    body over the size limit (the same request would get the same answer).
+    body over the size limit (the same request would get the same answer) and
+    the call's own deadline.
     """
-    if isinstance(error, ResponseTooLargeError):
+    if isinstance(error, ResponseTooLargeError | DeadlineExceededError):
         return False
     if isinstance(error, APIStatusError):
         return error.status_code in RETRYABLE_STATUS_CODES
@@ -133,46 +134,126 @@ def backoff_delay(
     return uniform(0.0, ceiling) if ceiling > 0 else 0.0
 
 
+class RetrySignals(Protocol):
+    """What the client's flow control knows that a retry decision needs (``Admission``)."""
+
+    @property
+    def paused_until(self) -> float | None:
+        """The clock time the whole client is paused until, or ``None``."""
+
+    def take_retry(self) -> bool:
+        """Take one retry from the client's budget; ``False`` when it is spent."""
+
+
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a batch is retried.
+class RetryVerdict:
+    """Whether a failed attempt is tried again, and when.
 
     Attributes:
-        max_retries: Retries after the first attempt; 0 disables retrying.
-        initial_delay: Backoff ceiling after the first failure, seconds.
-        max_delay: Largest backoff ceiling, seconds.
-        max_retry_after: Most seconds a server's ``Retry-After`` is obeyed.
-        sleep: How to wait; tests inject a fake that records delays.
-        uniform: Random draw for jitter; tests inject a fixed one.
+        retry: Try again after ``delay``.
+        delay: Seconds to wait first (backoff, ``Retry-After`` or the client's pause).
+        error: What the batch fails with when ``retry`` is false: the attempt's own
+            error, or ``RetryBudgetExhaustedError`` wrapping it.
+        reason: Why, for logs: "retry", "final", "attempts", "deadline", "budget".
     """
 
-    max_retries: int = DEFAULT_MAX_RETRIES
-    initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY
-    max_delay: float = DEFAULT_RETRY_MAX_DELAY
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
-    sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
-    uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+    retry: bool
+    delay: float
+    error: BaseException
+    reason: str
 
-    def delay_for(
-        self, attempt: int, error: BaseException | None, *, obey_retry_after: bool = True
-    ) -> float:
-        """Seconds to wait after failed attempt number ``attempt``.
 
-        A server's ``Retry-After`` wins (capped at ``max_retry_after``), since
-        it knows when capacity returns; otherwise jittered exponential backoff.
-        DeepInfra's 429s while a model scales up usually carry no
-        ``Retry-After``, so they take the backoff path. ``obey_retry_after=False``
-        takes it too (an isolated 429 on a busy service, see ``Admission``).
-        """
-        retry_after = getattr(error, "retry_after", None) if obey_retry_after else None
-        if isinstance(retry_after, float | int):
-            return min(float(retry_after), self.max_retry_after)
-        return backoff_delay(
-            attempt,
-            initial_delay=self.initial_delay,
-            max_delay=self.max_delay,
-            uniform=self.uniform,
+class RetryDecision:
+    """The one owner of "is this failed attempt retried, and after how long?".
+
+    Every input is weighed here, in one place: whether the failure is retryable,
+    the attempts left, the server's ``Retry-After``, the client-wide pause, the
+    call's deadline and the retry budget. The runner asks, and obeys the verdict.
+    One decision serves one batch, and remembers the client pause it has already
+    waited out, so that a pause is obeyed once: in the backoff, not again at the
+    gate (``waited_until``, which flow control reads).
+
+    Args:
+        policy: Backoff and the ``Retry-After`` cap.
+        max_retries: Retries after the first attempt.
+        signals: The client's pause and budget.
+        deadline: ``anyio.current_time()`` value past which no retry starts.
+        clock: The clock ``deadline`` and the pause are on.
+    """
+
+    __slots__ = ("clock", "deadline", "max_retries", "policy", "signals", "waited_until")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        max_retries: int,
+        signals: RetrySignals,
+        *,
+        deadline: float = math.inf,
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
+        self.policy = policy
+        self.max_retries = max_retries
+        self.signals = signals
+        self.deadline = deadline
+        self.clock = clock
+        # The end of the client pause this batch's last backoff already covered.
+        self.waited_until: float | None = None
+
+    def __call__(self, failure: BaseException, attempt: int) -> RetryVerdict:
+        """The verdict on attempt number ``attempt`` (1 for the first), failed with ``failure``."""
+        if not is_retryable(failure):
+            return RetryVerdict(False, 0.0, failure, "final")
+        if attempt > self.max_retries:
+            return RetryVerdict(False, 0.0, failure, "attempts")
+        now = self.clock()
+        paused_until = self.signals.paused_until
+        retry_after = getattr(failure, "retry_after", None)
+        # A server's Retry-After wins over backoff, since it knows when capacity returns.
+        # A 429's binds only while the whole client is paused for it (429s are dense, or
+        # it was the only request in flight): an isolated 429 on a busy service is
+        # retried on the normal backoff, as its 503 neighbours are.
+        rate_limited = isinstance(failure, RateLimitError)
+        obeyed = isinstance(retry_after, float | int) and (
+            not rate_limited or paused_until is not None
         )
+        if obeyed:
+            delay = min(float(retry_after), self.policy.max_retry_after)  # type: ignore[arg-type]
+        else:
+            delay = backoff_delay(
+                attempt,
+                initial_delay=self.policy.initial_delay,
+                max_delay=self.policy.max_delay,
+                uniform=self.policy.uniform,
+            )
+        unwaited = paused_until is not None and (
+            self.waited_until is None or paused_until > self.waited_until
+        )
+        if unwaited:
+            # Nothing is sent before the pause ends: wait it out here, once, rather
+            # than back off and then queue for it again at the gate.
+            assert paused_until is not None
+            delay = max(delay, paused_until - now)
+        # Sleeping into the deadline only to be cancelled would hide the real failure.
+        if now + delay >= self.deadline:
+            return RetryVerdict(False, delay, failure, "deadline")
+        # A retry the server paced with Retry-After is free: every request of the client
+        # waits that pause out, and charging it drained the budget at the start of a job
+        # over its rate limit (1-6 of 40 requests failed in bench_limits.py).
+        if not (rate_limited and obeyed) and not self.signals.take_retry():
+            return RetryVerdict(False, delay, _budget_exhausted(failure), "budget")
+        if unwaited:
+            self.waited_until = paused_until
+        return RetryVerdict(True, delay, failure, "retry")
+
+
+class NoSignals:
+    """No client pause and no budget: for a retry loop used on its own."""
+
+    paused_until: float | None = None
+
+    def take_retry(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,97 +265,88 @@ class RetryEvent:
     error: BaseException | None
 
 
-class _StopAtDeadline(stop_base):
-    """Stop when the next wait would end past the call's deadline.
-
-    Sleeping into a deadline only to be cancelled hides the real failure; the
-    caller gets the last error instead. The deadline is on anyio's clock, the
-    one ``move_on_after`` uses.
-    """
-
-    def __init__(self, deadline: float) -> None:
-        self._deadline = deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return anyio.current_time() + retry_state.upcoming_sleep >= self._deadline
-
-
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
+    decide: Callable[[BaseException, int], RetryVerdict],
     *,
-    deadline: float = math.inf,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     on_retry: Callable[[RetryEvent], None] | None = None,
-    may_retry: Callable[[BaseException | None], bool] | None = None,
-    obey_retry_after: Callable[[BaseException], bool] | None = None,
 ) -> T:
-    """Run ``attempt`` until it succeeds, fails for good, or retries run out.
+    """Run ``attempt`` until it succeeds or ``decide`` says it fails for good.
+
+    tenacity runs the loop; its ``retry`` and ``wait`` both read the one verdict
+    that ``decide`` gives per failure, so nothing else decides a part.
 
     Args:
         attempt: One try; it raises a ``RerankError`` on failure.
-        policy: Retry limits and backoff.
-        deadline: ``anyio.current_time()`` value after which no retry starts.
+        decide: The verdict on a failure (``RetryDecision``).
+        sleep: How to wait between attempts.
         on_retry: Called before each backoff sleep.
-        may_retry: Asked before each retry, with the failure (the client's retry
-            budget); when it says no, the retry does not happen.
-        obey_retry_after: Whether an error's ``Retry-After`` sets the wait;
-            always when not given.
 
     Returns:
         What the successful attempt returned.
 
     Raises:
-        RetryBudgetExhaustedError: ``may_retry`` refused a retry; the error that
+        RetryBudgetExhaustedError: The budget refused a retry; the error that
             would have been retried is its ``__cause__`` and ``last_error``.
         The last attempt's error, unchanged (never ``tenacity.RetryError``).
     """
     # Fast path: most batches succeed at once, and building a tenacity loop costs
-    # more CPU than a whole request on a fast endpoint. Only a retryable failure
-    # enters the loop, which replays that failure as its first attempt.
+    # more CPU than a whole request on a fast endpoint (benchmarks/bench_retry_path.py).
+    # Only a failure the verdict retries enters the loop, which replays it first.
     try:
         return await attempt()
     except Exception as error:
-        if policy.max_retries == 0 or not is_retryable(error):
-            raise
-        first_failure: list[Exception] = [error]
+        first = decide(error, 1)
+        if not first.retry:
+            if first.error is error:
+                raise
+            raise first.error from error
+        replay: list[Exception] = [error]
+    verdicts = [first]
 
     async def replay_then_attempt() -> T:
-        if first_failure:
-            raise first_failure.pop()
+        if replay:
+            raise replay.pop()
         return await attempt()
 
-    stop: stop_base = stop_after_attempt(policy.max_retries + 1)
-    if math.isfinite(deadline):
-        stop = stop | _StopAtDeadline(deadline)
+    def judge(state: RetryCallState) -> bool:
+        outcome = state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        if failure is None:
+            return False
+        if state.attempt_number > 1:  # the first failure was judged above, once
+            verdicts.append(decide(failure, state.attempt_number))
+        return verdicts[-1].retry
 
     def before_sleep(state: RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        if may_retry is not None and not may_retry(failure):
-            raise _budget_exhausted(failure)
         if on_retry is not None:
+            outcome = state.outcome
+            failure = outcome.exception() if outcome is not None else None
             on_retry(RetryEvent(state.attempt_number, state.upcoming_sleep, failure))
 
-    def wait(state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome else None
-        obey = obey_retry_after is None or failure is None or obey_retry_after(failure)
-        return policy.delay_for(state.attempt_number, failure, obey_retry_after=obey)
-
     retrying = AsyncRetrying(
-        retry=retry_if_exception(is_retryable),
-        stop=stop,
-        wait=wait,
-        sleep=policy.sleep,
+        retry=judge,
+        stop=stop_never,  # the verdict counts the attempts and watches the deadline
+        wait=lambda _state: verdicts[-1].delay,
+        sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(replay_then_attempt)
+    try:
+        return await retrying(replay_then_attempt)
+    except Exception as error:
+        final = verdicts[-1].error
+        if final is error:
+            raise
+        raise final from error
 
 
-def _budget_exhausted(failure: BaseException | None) -> RetryBudgetExhaustedError:
+def _budget_exhausted(failure: BaseException) -> RetryBudgetExhaustedError:
     last = failure if isinstance(failure, RerankError) else RerankError(str(failure))
     error = RetryBudgetExhaustedError(
         f"retry budget exhausted, not retried: {last.message} (retries across this client "
-        "are capped at a share of its requests; see retry_budget_ratio)",
+        "are capped at a share of its requests; see RetryPolicy.budget_ratio)",
         last_error=last,
         url=last.url,
         model=last.model,

@@ -17,21 +17,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from concurrent.futures import Future
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self, Unpack
 
 import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
 
-from ._client import NOT_GIVEN, ClientOptions, HttpEngine, NotGiven, RerankClient
-from ._constants import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_AFTER,
-    DEFAULT_RETRY_BUDGET_PER_SECOND,
-    DEFAULT_RETRY_BUDGET_RATIO,
-    DEFAULT_RETRY_INITIAL_DELAY,
-    DEFAULT_RETRY_MAX_DELAY,
-)
+from ._client import NOT_GIVEN, ClientOptions, NotGiven, RerankClient
+from ._config import ClientArguments
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
 from ._partial import PartialScores
@@ -54,67 +47,23 @@ class SyncRerankClient:
 
     Every argument means what it means for ``RerankClient`` (see there), except
     ``http_client``: an ``httpx.AsyncClient`` is bound to the event loop that first
-    uses it, so a sync client makes its own and takes none.
+    uses it, so a sync client makes its own and takes only an engine's name.
 
     Raises:
         ValueError: An option is out of range; the message names it.
         TypeError: An option has the wrong type.
     """
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        provider: str | Provider = "deepinfra",
-        batch_size: int | None = None,
-        min_batch_size: int | None = None,
-        max_concurrency: int | None = None,
-        split: bool = True,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
-        total_timeout: float | None = None,
-        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
-        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-        dedupe: bool = True,
-        http_engine: HttpEngine = "auto",
-        on_request: Callable[[RequestRecord], None] | None = None,
-        hedge_after: float | Literal["auto"] | None = None,
-        adaptive_concurrency: bool = True,
-        max_requests_per_minute: float | None = None,
-        max_tokens_per_minute: float | None = None,
-        retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
-        retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
-    ) -> None:
+    def __init__(self, **options: Unpack[ClientArguments]) -> None:
+        if isinstance(options.get("http_client"), httpx.AsyncClient):
+            raise TypeError(
+                "SyncRerankClient makes its own connections on its own event loop; pass an "
+                "engine name as http_client ('auto', 'httpx', 'aiohttp'), not an httpx client"
+            )
+
         def make_client() -> RerankClient:
             # Runs on the portal's loop, so everything the client binds is bound there.
-            return RerankClient(
-                model=model,
-                api_key=api_key,
-                base_url=base_url,
-                provider=provider,
-                batch_size=batch_size,
-                min_batch_size=min_batch_size,
-                max_concurrency=max_concurrency,
-                split=split,
-                max_retries=max_retries,
-                timeout=timeout,
-                total_timeout=total_timeout,
-                retry_initial_delay=retry_initial_delay,
-                retry_max_delay=retry_max_delay,
-                max_retry_after=max_retry_after,
-                dedupe=dedupe,
-                http_engine=http_engine,
-                on_request=on_request,
-                hedge_after=hedge_after,
-                adaptive_concurrency=adaptive_concurrency,
-                max_requests_per_minute=max_requests_per_minute,
-                max_tokens_per_minute=max_tokens_per_minute,
-                retry_budget_ratio=retry_budget_ratio,
-                retry_budget_per_second=retry_budget_per_second,
-            )
+            return RerankClient(**options)
 
         self._portal, self._thread = _start_portal()
         try:
@@ -151,6 +100,24 @@ class SyncRerankClient:
     def is_closed(self) -> bool:
         """Whether ``close()`` has been called."""
         return self._state is _State.CLOSED
+
+    @property
+    def on_request(self) -> Callable[[RequestRecord], None] | None:
+        """Called after every HTTP attempt with a ``RequestRecord``; see ``RerankClient``.
+
+        It runs on the client's own thread.
+        """
+        return self._client.on_request
+
+    @on_request.setter
+    def on_request(self, hook: Callable[[RequestRecord], None] | None) -> None:
+        client = self._client
+
+        def install() -> None:
+            client.on_request = hook
+
+        # Set on the client's loop, between two requests, never in the middle of one.
+        self._open_portal().call(install)
 
     # -- calls --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import respx
 
-from rerank_async import RerankClient
+from rerank_async import Limits, RerankClient, RetryPolicy
 
 BASE_URL = "http://reranker.test/v1/inference"
 MODEL = "acme/test-reranker"
@@ -178,12 +178,14 @@ def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> Rerank
     """A client for the mocked endpoint with zero backoff unless told otherwise."""
     options.setdefault("base_url", BASE_URL)
     options.setdefault("model", MODEL)
-    options.setdefault("retry_initial_delay", 0.0)
+    options.setdefault("retry", RetryPolicy(initial_delay=0.0))
     # respx mocks httpx: unit tests send through the httpx engine, which "auto" would
     # replace with aiohttp on asyncio. Both engines meet the real server in tests/integration.
     if options.get("http_client") is None:
-        options.setdefault("http_engine", "httpx")
+        options["http_client"] = "httpx"
+    on_request = options.pop("on_request", None)
     client = RerankClient(**options)
+    client.on_request = on_request
     if sleep is not None:
         client.set_retry_policy(replace(client.options.retry, sleep=sleep))
     return client
@@ -191,7 +193,9 @@ def make_client(*, sleep: SleepRecorder | None = None, **options: Any) -> Rerank
 
 @pytest.fixture
 async def client() -> AsyncIterator[RerankClient]:
-    async with make_client(batch_size=4, min_batch_size=4, max_concurrency=4) as client:
+    async with make_client(
+        batch_size=4, max_concurrency=4, limits=Limits(min_batch_size=4)
+    ) as client:
         yield client
 
 

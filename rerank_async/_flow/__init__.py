@@ -12,6 +12,5 @@ leaves, each with no I/O of its own and a clock that tests inject:
 """
 
 from .admission import Admission, AdmissionStatistics, LoadSettings
-from .limiter import Limiter
 
-__all__ = ["Admission", "AdmissionStatistics", "Limiter", "LoadSettings"]
+__all__ = ["Admission", "AdmissionStatistics", "LoadSettings"]

@@ -3,11 +3,13 @@
 One object per client holds the client's limits on load: the shared pause,
 the concurrency slots (fair across calls, sized by the adaptive limit), the
 request and token buckets, and the retry budget. The runner wraps every HTTP
-attempt in ``admitted(...)`` and reports how it ended with ``settle(...)``;
-retries ask ``may_retry()``. Order of the waits: the pause first (nothing goes
-out while the client is told to wait), then a slot, then the buckets, so that
-a request leaves the moment its rate share is granted and never sits in a
-bucket's queue without a slot to be sent on.
+attempt in ``admitted(...)`` and reports how it ended, once, with ``answered(...)``
+or ``failed(...)``; the retry decision (``_retry.RetryDecision``) reads its pause
+and takes from its budget. Every request, retry or hedge, is charged the same
+costs: a slot, one request and its tokens from the buckets. Order of the waits:
+the pause first (nothing goes out while the client is told to wait), then a
+slot, then the buckets, so that a request leaves the moment its rate share is
+granted and never sits in a bucket's queue without a slot to be sent on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -130,7 +132,6 @@ class Admission:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self._settings = settings
         self._clock = clock = clock if clock is not None else EventLoopClock()
         self._sleep = sleep
         # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
@@ -151,21 +152,18 @@ class Admission:
             if settings.max_tokens_per_minute is not None
             else None
         )
-        self._budget = (
-            RetryBudget(
-                settings.retry_budget_ratio,
-                settings.retry_budget_floor,
-                reserve=settings.max_concurrency,
-                clock=clock,
-            )
-            if settings.retry_budget_ratio is not None
-            else None
-        )
+        self._reserve = settings.max_concurrency
+        self._budget = self._new_budget(settings.retry_budget_ratio, settings.retry_budget_floor)
+
+    def _new_budget(self, ratio: float | None, per_second: float) -> RetryBudget | None:
+        if ratio is None:
+            return None
+        return RetryBudget(ratio, per_second, reserve=self._reserve, clock=self._clock)
 
     @property
-    def settings(self) -> LoadSettings:
-        """The limits this gate enforces."""
-        return self._settings
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock every wait and deadline here is measured on."""
+        return self._clock
 
     @property
     def counts_tokens(self) -> bool:
@@ -188,13 +186,15 @@ class Admission:
     ) -> AsyncIterator[Ticket]:
         """Hold the right to send one request for the ``async with`` block.
 
+        Report how the request ended with ``answered`` or ``failed`` inside the block.
+
         Args:
             owner: Whose turn it is in the fair slot queue (a call).
             tokens: The request's estimated token cost, for the token bucket.
             first_attempt: A batch's first try earns retry budget; a retry does not.
-            pause_waited: For the retry of a batch whose own 429 set the pause, the
-                pause it set (what ``settle`` returned): it waited that out in its
-                backoff, so only a later extension holds it back.
+            pause_waited: The end of the client pause this request's backoff already
+                waited out (``RetryDecision.waited_until``): only a later extension
+                holds it back again.
         """
         until = self._pause.until
         if until is not None and (pause_waited is None or until > pause_waited):
@@ -209,13 +209,7 @@ class Admission:
                 await self._tokens.acquire(tokens)
             if first_attempt and self._budget is not None:
                 self._budget.deposit()
-            ticket = self._stamp(level)
-            try:
-                yield ticket
-            except Exception as error:
-                if is_overload(error):
-                    await self._cool_down(ticket)
-                raise
+            yield self._stamp(level)
         finally:
             self._slots.release()
 
@@ -247,18 +241,27 @@ class Admission:
             with anyio.CancelScope(shield=True):
                 await self._sleep(remaining)
 
-    def try_admit_extra(self) -> Ticket | None:
-        """A slot for optional work (a hedge) only if one is free now and budget allows.
+    def try_admit_extra(self, tokens: int = 0) -> Ticket | None:
+        """Admit optional work (a hedge) only if it can go now, charged as any request.
 
-        The caller must ``release_extra()`` when done.
+        It needs a free slot, a request and its tokens from the buckets, and one
+        retry from the budget, all available without waiting; otherwise nothing
+        is taken. The caller must ``release_extra()`` when done.
         """
-        if self._pause.until is not None or self._requests is not None:
+        if self._pause.until is not None or not self._slots.try_acquire():
             return None
-        if not self._slots.try_acquire():
-            return None
-        if self._budget is not None and not self._budget.try_withdraw():
+        requests, token_bucket = self._requests, self._tokens if tokens else None
+        if (
+            (requests is not None and not requests.can_take(1))
+            or (token_bucket is not None and not token_bucket.can_take(tokens))
+            or (self._budget is not None and not self._budget.try_withdraw())
+        ):
             self._slots.release()
             return None
+        if requests is not None:
+            requests.take(1)
+        if token_bucket is not None:
+            token_bucket.take(tokens)
         return self._stamp(self._slots.in_use)
 
     def release_extra(self) -> None:
@@ -269,87 +272,77 @@ class Admission:
         """The rolling p90 of answer latency (``hedge_after="auto"``), once known."""
         return self._latencies.threshold()
 
+    def hedge_slots(self, tokens: int) -> HedgeSlots:
+        """Where a hedging race takes each copy's extra slot, for a request of ``tokens``."""
+        return HedgeSlots(self, tokens)
+
     @property
-    def hedge_slots(self) -> HedgeSlots:
-        """The view of the slots a hedging race takes its extra slot from."""
-        return HedgeSlots(self)
+    def paused_until(self) -> float | None:
+        """The clock time the whole client is paused until, or ``None``."""
+        return self._pause.until
 
-    def may_retry(self, failure: BaseException | None = None) -> bool:
-        """Take one retry of ``failure`` from the budget; ``False`` when it is spent.
+    def take_retry(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is spent."""
+        return self._budget is None or self._budget.try_withdraw()
 
-        A 429 whose ``Retry-After`` paused the whole client is retried free: the
-        server set the pace, every request of the client waits it out, and one
-        such pause at the start of a job over its rate limit otherwise drained
-        the budget before the first answer came back (measured: 1-6 of 40
-        requests failed in bench_limits.py's rate_limit_retry_after).
-        """
-        if self._budget is None:
-            return True
-        if (
-            isinstance(failure, RateLimitError)
-            and failure.retry_after is not None
-            and self.retry_after_binds(failure)
+    def set_retry_budget(self, ratio: float | None, per_second: float) -> None:
+        """Budget retries from now on as ``ratio`` of requests plus ``per_second``."""
+        if self._budget is not None and (ratio, per_second) == (
+            self._budget.ratio,
+            self._budget.floor_per_second,
         ):
-            return True
-        return self._budget.try_withdraw()
+            return
+        self._budget = self._new_budget(ratio, per_second)
 
-    def settle(
+    def answered(
         self,
         ticket: Ticket,
-        error: BaseException | None,
         *,
         limit_reset_s: float | None = None,
         estimated_tokens: int = 0,
         used_tokens: int | None = None,
-    ) -> float | None:
-        """Learn from how a request ended.
+    ) -> None:
+        """Learn from a request that was answered.
 
         Args:
             ticket: What ``admitted`` yielded.
-            error: The failure, or ``None`` for an answer.
             limit_reset_s: Seconds until a rate limit the response's headers say is
                 spent resets (the transport reads them), when they say so.
             estimated_tokens: The cost the request was admitted with.
             used_tokens: The server's reported usage, when it reported one.
-
-        Returns:
-            The pause's end when this answer's ``Retry-After`` paused the whole
-            client (its batch then waits that out in its own backoff, not twice).
         """
         if self._tokens is not None and used_tokens is not None and estimated_tokens:
             self._tokens.correct(estimated_tokens, used_tokens)
-        paused = False
-        if error is None:
-            self._pause.on_answer()
-            elapsed = self._clock() - ticket.sent_at if ticket.sent_at is not None else None
-            self._answered.append(self._clock())
-            if elapsed is not None:
-                self._latencies.add(elapsed)
-                self._latency = (
-                    elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
-                )
-            if self._adaptive is not None:
-                self._adaptive.on_success(ticket)
-                self._follow()
-        elif is_overload(error):
-            paused = self._on_overload(ticket, error)
+        self._pause.on_answer()
+        now = self._clock()
+        elapsed = now - ticket.sent_at if ticket.sent_at is not None else None
+        self._answered.append(now)
+        if elapsed is not None:
+            self._latencies.add(elapsed)
+            self._latency = (
+                elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
+            )
+        if self._adaptive is not None:
+            self._adaptive.on_success(ticket)
+            self._follow()
+        if limit_reset_s is not None:
+            self._pause.pause_for(limit_reset_s)
+
+    async def failed(
+        self, ticket: Ticket, error: BaseException, *, limit_reset_s: float | None = None
+    ) -> None:
+        """Learn from a request that failed, then hold its slot if overload calls for it.
+
+        Called once per failure, inside the ``admitted`` block that holds the slot.
+        """
+        if is_overload(error):
+            self._on_overload(ticket, error)
         elif self._adaptive is not None:
             self._adaptive.on_neutral(ticket)
         if limit_reset_s is not None:
             self._pause.pause_for(limit_reset_s)
-        return self._pause.until if paused else None
-
-    def retry_after_binds(self, error: BaseException) -> bool:
-        """Whether a batch must wait out its 429's ``Retry-After``.
-
-        Only while the whole client is paused for it: 429s are dense (the
-        client as a whole is over a limit), or the request was the only one in
-        flight. An isolated 429 among many requests on a busy service is
-        retried on the normal backoff, as its 503 neighbours are.
-        """
-        if not isinstance(error, RateLimitError):
-            return True
-        return self._pause.until is not None
+        if is_overload(error):
+            await self._cool_down(ticket)
 
     def statistics(self) -> AdmissionStatistics:
         """The current state, for ``RerankClient.statistics()``."""
@@ -375,21 +368,18 @@ class Admission:
             epoch = -1
         return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
 
-    def _on_overload(self, ticket: Ticket, error: BaseException) -> bool:
-        paused = False
+    def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
         if isinstance(error, RateLimitError):
             paused = self._pause.on_rate_limited(error.retry_after)
             if not paused and error.retry_after is not None and ticket.level <= 1:
                 # The only request in flight: nothing else can be to blame.
                 self._pause.pause_for(error.retry_after)
-                paused = True
         if self._adaptive is None:
-            return paused
+            return
         change = self._adaptive.on_overload(ticket, sustainable=self._sustainable())
         if change is LimitChange.AT_FLOOR:
             self._pause.on_overload_at_floor()
         self._follow()
-        return paused
 
     def _sustainable(self) -> int | None:
         """Concurrency that the answers of the last second need (Little's law).
@@ -417,30 +407,16 @@ class Admission:
 
 
 class HedgeSlots:
-    """``Limiter`` as the hedging race sees it: an extra slot costs a retry from the budget."""
+    """The hedging race's view of admission: each copy is admitted as an extra request."""
 
-    __slots__ = ("_admission",)
+    __slots__ = ("_admission", "_tokens")
 
-    def __init__(self, admission: Admission) -> None:
+    def __init__(self, admission: Admission, tokens: int) -> None:
         self._admission = admission
-
-    @property
-    def total(self) -> int:
-        return self._admission._slots.total
-
-    @property
-    def in_use(self) -> int:
-        return self._admission._slots.in_use
-
-    @property
-    def waiting(self) -> int:
-        return self._admission._slots.waiting
-
-    def slot(self, owner: Hashable) -> AbstractAsyncContextManager[int]:
-        return self._admission._slots.slot(owner)
+        self._tokens = tokens
 
     def try_acquire(self) -> bool:
-        return self._admission.try_admit_extra() is not None
+        return self._admission.try_admit_extra(self._tokens) is not None
 
     def release(self) -> None:
         self._admission.release_extra()

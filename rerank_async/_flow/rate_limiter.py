@@ -124,6 +124,15 @@ class RateLimiter:
         finally:
             self._waiting -= 1
 
+    def can_take(self, cost: float) -> bool:
+        """Whether ``cost`` units are there now, with nobody queued ahead (for optional work)."""
+        self._refill()
+        return self._waiting == 0 and self._level >= min(cost, self._capacity) - _TOLERANCE
+
+    def take(self, cost: float) -> None:
+        """Take ``cost`` units now, without waiting; ask ``can_take`` first."""
+        self._take(cost)
+
     def correct(self, estimated: float, actual: float) -> None:
         """Account for the real cost of a request that took ``estimated`` units.
 

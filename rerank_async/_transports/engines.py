@@ -38,10 +38,15 @@ logger = logging.getLogger("rerank_async")
 
 
 class OpenTransport(NamedTuple):
-    """What ``open_transport`` builds: the chain to send through, and the engine at its end."""
+    """What ``open_transport`` builds: the engine, and the model its records name."""
 
-    sender: BatchSender
     engine: Transport
+    model: str
+
+    @property
+    def sender(self) -> BatchSender:
+        """The chain to send through with no observer: the engine itself."""
+        return self.engine
 
     @property
     def engine_name(self) -> str:
@@ -50,19 +55,20 @@ class OpenTransport(NamedTuple):
             return self.engine.engine
         return "httpx" if isinstance(self.engine, HttpxTransport) else "aiohttp"
 
+    def observed(self, on_request: Callable[[RequestRecord], None] | None) -> BatchSender:
+        """The chain to send through, reporting every attempt to ``on_request`` when set.
 
-def open_transport(
-    config: ResolvedConfig, *, on_request: Callable[[RequestRecord], None] | None
-) -> OpenTransport:
-    """The sender a client uses: its engine, observed when ``on_request`` is given.
+        The wrapper chain is built here and only here, outermost last; with no
+        observer there is no wrapper and no frame per request.
+        """
+        if on_request is None:
+            return self.engine
+        return ObservedTransport(self.engine, model=self.model, on_request=on_request)
 
-    The wrapper chain is built here and only here, outermost last.
-    """
-    engine = _open_engine(config)
-    sender: BatchSender = engine
-    if on_request is not None:
-        sender = ObservedTransport(sender, model=config.options.model, on_request=on_request)
-    return OpenTransport(sender, engine)
+
+def open_transport(config: ResolvedConfig) -> OpenTransport:
+    """The engine a client sends through (see ``OpenTransport.observed`` for the chain)."""
+    return OpenTransport(_open_engine(config), config.options.model)
 
 
 def _open_engine(config: ResolvedConfig) -> Transport:

@@ -8,6 +8,8 @@ import socket
 import anyio
 import pytest
 
+from rerank_async import Limits, RetryPolicy
+
 pytest.importorskip("starlette", reason="the server extra: pip install -e '.[dev]'")
 pytest.importorskip("uvicorn", reason="the server extra: pip install -e '.[dev]'")
 
@@ -59,7 +61,7 @@ async def test_10k_documents_score_identically_at_any_batch_size(
     expected = truth(documents)
     for batch_size in (7, 64, 1000):
         async with RerankClient(
-            http_engine=engine, base_url=server.base_url, batch_size=batch_size, max_concurrency=32
+            http_client=engine, base_url=server.base_url, batch_size=batch_size, max_concurrency=32
         ) as client:
             result = await client.rerank(QUERY, documents)
         assert result.scores == expected, f"batch_size={batch_size}"
@@ -82,7 +84,7 @@ async def test_concurrency_bound_is_respected_on_the_wire(
 ) -> None:
     with running_server(ServerConfig(latency_ms=5)) as slow:
         async with RerankClient(
-            http_engine=engine, base_url=slow.base_url, batch_size=8, max_concurrency=12
+            http_client=engine, base_url=slow.base_url, batch_size=8, max_concurrency=12
         ) as client:
             async with anyio.create_task_group() as group:
                 for i in range(60):
@@ -100,12 +102,12 @@ async def test_twenty_percent_faults_lose_nothing(engine: str) -> None:
     documents = corpus(3000, seed=9)
     with running_server(config) as faulty:
         async with RerankClient(
-            http_engine=engine,
+            http_client=engine,
             base_url=faulty.base_url,
             batch_size=16,
             max_concurrency=16,
             max_retries=8,
-            retry_initial_delay=0.0,
+            retry=RetryPolicy(initial_delay=0.0),
         ) as client:
             result = await client.rerank(QUERY, documents)
             if engine == "httpx":
@@ -124,11 +126,11 @@ async def test_malformed_bodies_are_retried(engine: str) -> None:
     documents = corpus(400, seed=4)
     with running_server(ServerConfig(malformed_rate=0.2, seed=5)) as broken:
         async with RerankClient(
-            http_engine=engine,
+            http_client=engine,
             base_url=broken.base_url,
             batch_size=10,
             max_retries=10,
-            retry_initial_delay=0.0,
+            retry=RetryPolicy(initial_delay=0.0),
         ) as client:
             result = await client.rerank(QUERY, documents)
     assert result.scores == truth(documents)
@@ -140,7 +142,10 @@ async def test_413_split_finds_the_server_maximum(engine: str) -> None:
     documents = corpus(1000, seed=8)
     with running_server(ServerConfig(max_batch_size=48)) as limited:
         async with RerankClient(
-            http_engine=engine, base_url=limited.base_url, batch_size=500, min_batch_size=500
+            http_client=engine,
+            base_url=limited.base_url,
+            batch_size=500,
+            limits=Limits(min_batch_size=500),
         ) as client:
             result = await client.rerank(QUERY, documents)
             assert client.batch_limit == 48
@@ -156,12 +161,12 @@ async def test_413_split_finds_the_server_maximum(engine: str) -> None:
 async def test_wrong_api_key_fails_fast(engine: str) -> None:
     with running_server(ServerConfig(api_key="right-key")) as guarded:
         async with RerankClient(
-            http_engine=engine, base_url=guarded.base_url, api_key="wrong-key"
+            http_client=engine, base_url=guarded.base_url, api_key="wrong-key"
         ) as client:
             with pytest.raises(AuthenticationError) as caught:
                 await client.rerank(QUERY, corpus(200))
         async with RerankClient(
-            http_engine=engine, base_url=guarded.base_url, api_key="right-key"
+            http_client=engine, base_url=guarded.base_url, api_key="right-key"
         ) as client:
             assert len(await client.score(QUERY, ["solar"])) == 1
     assert caught.value.status_code == 401
@@ -181,10 +186,10 @@ async def test_refused_connection_is_reported(engine: str) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
     async with RerankClient(
-        http_engine=engine,
+        http_client=engine,
         base_url=f"http://127.0.0.1:{port}/v1/inference",
         max_retries=1,
-        retry_initial_delay=0,
+        retry=RetryPolicy(initial_delay=0),
     ) as client:
         with pytest.raises(
             APIConnectionError, match=r"connection failed: (ConnectError|ClientConnectorError)"
@@ -196,7 +201,7 @@ async def test_refused_connection_is_reported(engine: str) -> None:
 async def test_cancellation_leaves_nothing_running(engine: str) -> None:
     with running_server(ServerConfig(latency_ms=2000)) as slow:
         async with RerankClient(
-            http_engine=engine, base_url=slow.base_url, batch_size=10
+            http_client=engine, base_url=slow.base_url, batch_size=10
         ) as client:
             with anyio.move_on_after(0.3):
                 await client.score(QUERY, corpus(100))
@@ -214,7 +219,7 @@ async def test_cancellation_leaves_nothing_running(engine: str) -> None:
 async def test_request_timeout_is_typed_on_the_wire(engine: str) -> None:
     with running_server(ServerConfig(latency_ms=3000)) as slow:
         async with RerankClient(
-            http_engine=engine, base_url=slow.base_url, timeout=0.2, max_retries=0
+            http_client=engine, base_url=slow.base_url, timeout=0.2, max_retries=0
         ) as client:
             with anyio.fail_after(5), pytest.raises(APITimeoutError, match="timed out"):
                 await client.score(QUERY, ["a"])
@@ -229,8 +234,8 @@ async def test_hedging_over_the_wire(engine: str) -> None:
         # client starts at 16 and on a loaded machine may still have batches queued when the
         # first copies are due; a copy is never sent while anyone waits for a slot.)
         async with RerankClient(
-            http_engine=engine, base_url=tailed.base_url, batch_size=10, max_concurrency=40,
-            hedge_after=0.05, adaptive_concurrency=False,
+            http_client=engine, base_url=tailed.base_url, batch_size=10, max_concurrency=40,
+            hedge_after=0.05, limits=Limits(adaptive_concurrency=False)
         ) as client:  # fmt: skip
             result = await client.rerank(QUERY, documents)
             assert client.statistics().in_flight == 0

@@ -6,7 +6,7 @@ import anyio
 import httpx
 import pytest
 
-from rerank_async import RerankClient
+from rerank_async import RerankClient, RetryPolicy
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
 
@@ -39,7 +39,7 @@ def test_aiohttp_named_under_trio_says_why_it_cannot(server: RunningServer) -> N
     pytest.importorskip("trio")
 
     async def main() -> None:
-        async with RerankClient(base_url=server.base_url, http_engine="aiohttp") as client:
+        async with RerankClient(base_url=server.base_url, http_client="aiohttp") as client:
             await client.score(QUERY, DOCUMENTS)
 
     with pytest.raises(RuntimeError, match="asyncio only"):
@@ -75,7 +75,7 @@ def test_retries_and_fan_out_work_under_trio() -> None:
     async def main(base_url: str) -> tuple[list[float], int]:
         async with RerankClient(
             base_url=base_url, batch_size=50, max_concurrency=8, max_retries=10,
-            retry_initial_delay=0, retry_max_delay=0,
+            retry=RetryPolicy(initial_delay=0, max_delay=0)
         ) as client:  # fmt: skip
             result = await client.rerank(QUERY, documents)
             return result.scores, result.usage.retries

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from rerank_async import RerankClient, RerankRequest
+from rerank_async import Limits, RerankClient, RerankRequest, RetryPolicy
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
 
@@ -69,8 +69,9 @@ async def test_a_fixed_bound_keeps_hitting_the_cap() -> None:
     """The contrast for the test above, so that it can fail."""
     with limited_server(max_in_flight=4) as server:
         async with client_for(
-            server, max_concurrency=32, adaptive_concurrency=False, retry_budget_ratio=None,
-            max_retries=20, retry_initial_delay=0.01,
+            server, max_concurrency=32,
+            max_retries=20, limits=Limits(adaptive_concurrency=False),
+            retry=RetryPolicy(budget_ratio=None, initial_delay=0.01)
         ) as client:  # fmt: skip
             await client.score("solar", documents(1_600))
         stats = server.stats()
@@ -82,7 +83,7 @@ async def test_a_fixed_bound_keeps_hitting_the_cap() -> None:
 async def test_a_request_rate_is_kept_without_a_single_429() -> None:
     with limited_server(rate_limit_rps=100.0, latency_ms=5.0) as server:
         docs = documents(100 * 16)
-        async with client_for(server, max_requests_per_minute=6_000) as client:
+        async with client_for(server, limits=Limits(max_requests_per_minute=6_000)) as client:
             scores = await client.score("wind", docs)
             used = client.statistics().requests_this_minute
         stats = server.stats()

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_async import RerankClient, RerankOutcome, RerankRequest, ResponseValidationError
+from rerank_async import (
+    RerankClient,
+    RerankOutcome,
+    RerankRequest,
+    ResponseValidationError,
+    RetryPolicy,
+)
 from rerank_async.server import ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
 
@@ -53,7 +59,7 @@ async def test_packed_requests_are_full_and_every_score_lands_in_place(engine: s
     with running_server(ServerConfig(latency_ms=3, jitter_ms=3, capacity=4, seed=5)) as server:
         async with RerankClient(
             base_url=server.base_url, model=QWEN, batch_size=16, max_concurrency=4,
-            http_engine=engine,
+            http_client=engine,
         ) as client:  # fmt: skip
             outcomes = await run(client, requests)
         stats = server.stats()
@@ -76,7 +82,7 @@ async def test_faults_are_retried_without_losing_or_moving_a_score() -> None:
     with running_server(config) as server:
         async with RerankClient(
             base_url=server.base_url, model=QWEN, batch_size=16, max_concurrency=4,
-            max_retries=10, retry_initial_delay=0, retry_max_delay=0,
+            max_retries=10, retry=RetryPolicy(initial_delay=0, max_delay=0)
         ) as client:  # fmt: skip
             outcomes = await run(client, requests)
         stats = server.stats()

@@ -18,7 +18,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda
 from pydantic import SecretStr
 
-from rerank_async import RerankClient, SyncRerankClient
+from rerank_async import Limits, RerankClient, SyncRerankClient
 from rerank_async.integrations.langchain import RerankAsyncCompressor
 from rerank_async.server import RunningServer
 
@@ -130,7 +130,10 @@ async def test_it_runs_in_a_runnable_chain(
 async def test_adapters_and_direct_calls_share_one_bound(local_server: RunningServer) -> None:
     docs = documents(64)
     async with RerankClient(
-        base_url=local_server.base_url, batch_size=4, min_batch_size=4, max_concurrency=3
+        base_url=local_server.base_url,
+        batch_size=4,
+        max_concurrency=3,
+        limits=Limits(min_batch_size=4),
     ) as client:
         compressor = RerankAsyncCompressor(client=client)
         local_server.reset_stats()

@@ -54,7 +54,7 @@ async def test_3000_documents_score_in_input_order(
 ) -> None:
     documents = corpus(3000)
     async with RerankClient(
-        provider=provider, base_url=server.url, model=model, http_engine=engine
+        provider=provider, base_url=server.url, model=model, http_client=engine
     ) as client:
         result = await client.rerank(QUERY, documents, top_k=10)
     assert result.scores == truth(documents)

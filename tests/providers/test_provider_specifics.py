@@ -11,7 +11,7 @@ import pytest
 import respx
 
 import rerank_async.providers as providers
-from rerank_async import BadRequestError, RerankClient
+from rerank_async import BadRequestError, Limits, RerankClient
 from rerank_async.providers import (
     CohereProvider,
     DeepInfraProvider,
@@ -372,7 +372,7 @@ async def test_stated_limit_splits_to_that_size(
     documents = [f"doc {i}" for i in range(24)]
     async with make_client(
         provider=spec.make(), base_url=spec.base_url, model=spec.model,
-        batch_size=12, min_batch_size=12, max_concurrency=2,
+        batch_size=12, max_concurrency=2,limits=Limits(min_batch_size=12)
     ) as client:  # fmt: skip
         result = await client.rerank(QUERY, documents)
         assert client.batch_limit == 5
@@ -528,7 +528,8 @@ async def test_voyage_splits_every_request_under_budget(mock_api: respx.MockRout
     documents = [f"document number {i:04d}" for i in range(40)]  # 6 tokens each: 32 per pair
     async with make_client(
         provider=provider, base_url=spec.base_url, model="rerank-2",
-        batch_size=100, min_batch_size=100,  # one span by count; only the budget cuts it
+        # one span by count; only the budget cuts it
+        batch_size=100, limits=Limits(min_batch_size=100),
     ) as client:  # fmt: skip
         result = await client.rerank(query, documents)
     assert result.scores == [pointwise_score(query, d) for d in documents]
@@ -544,8 +545,8 @@ async def test_listwise_model_sends_one_request_per_call(mock_api: respx.MockRou
     mock_api.post(spec.url).mock(side_effect=fake)
     documents = [f"doc {i}" for i in range(64)]
     async with make_client(
-        provider="jina", base_url=spec.base_url, model="jina-reranker-v3", split=False,
-        batch_size=64,
+        provider="jina", base_url=spec.base_url, model="jina-reranker-v3",
+        batch_size=64,limits=Limits(split=False)
     ) as client:  # fmt: skip
         result = await client.rerank(QUERY, documents)
         with pytest.raises(ValueError, match="split=False"):

@@ -9,7 +9,7 @@ import pytest
 import respx
 
 import rerank_async
-from rerank_async import RerankClient, ResponseValidationError
+from rerank_async import Limits, RerankClient, ResponseValidationError
 from rerank_async.providers import Provider
 from tests.conftest import make_client, pointwise_score
 from tests.providers.specs import (
@@ -67,7 +67,9 @@ async def test_reverse_relevance_answers_map_back_to_input_order(
     fake = FakeService(spec)
     route(mock_api, spec, fake)
     documents = [f"passage {i} about {'France' if i % 3 else 'Germany'}" for i in range(22)]
-    async with client_for(spec, batch_size=8, min_batch_size=8, max_concurrency=4) as client:
+    async with client_for(
+        spec, batch_size=8, max_concurrency=4, limits=Limits(min_batch_size=8)
+    ) as client:
         result = await client.rerank(QUERY, documents, top_k=5)
     assert result.scores == [pointwise_score(QUERY, d) for d in documents]
     assert fake.batch_sizes == [8, 7, 7]

@@ -9,9 +9,11 @@ import pytest
 
 from rerank_async import (
     AuthenticationError,
+    Limits,
     PartialScores,
     RerankClient,
     RerankRequest,
+    RetryPolicy,
     ServerError,
     SyncRerankClient,
 )
@@ -45,8 +47,8 @@ async def test_a_call_whose_one_batch_fails_keeps_every_other_score(
     documents = documents_with_poison(2000, poisoned=1234)
     expected = [crc_score(document) for document in documents]
     async with RerankClient(
-        base_url=base_url, model="m", http_engine=engine, batch_size=64, max_concurrency=8,
-        max_retries=2, retry_initial_delay=0.0,
+        base_url=base_url, model="m", http_client=engine, batch_size=64, max_concurrency=8,
+        max_retries=2, retry=RetryPolicy(initial_delay=0.0)
     ) as client:  # fmt: skip
         with anyio.fail_after(30), pytest.raises(ServerError) as caught:
             await client.rerank("q", documents)
@@ -85,7 +87,7 @@ async def test_duplicates_get_their_score_or_none_together(server: HostileServer
     _, base_url = poison_route(server, failures=10)
     documents = ["POISON x", "a", "POISON x", "b"] * 30
     async with RerankClient(
-        base_url=base_url, model="m", batch_size=2, min_batch_size=1, max_retries=0
+        base_url=base_url, model="m", batch_size=2, max_retries=0, limits=Limits(min_batch_size=1)
     ) as client:
         with pytest.raises(ServerError) as caught:
             await client.rerank("q", documents)
@@ -135,7 +137,11 @@ async def test_rerank_many_retries_the_failed_range_before_giving_up(
         RerankRequest(query="q", documents=documents_with_poison(145, poisoned=100), id="lone")
     ]
     async with RerankClient(
-        base_url=base_url, model="m", http_engine=engine, max_retries=1, retry_initial_delay=0.0
+        base_url=base_url,
+        model="m",
+        http_client=engine,
+        max_retries=1,
+        retry=RetryPolicy(initial_delay=0.0),
     ) as client:
         async with client.rerank_many(requests) as outcomes:
             results = [outcome async for outcome in outcomes]
@@ -165,7 +171,7 @@ async def test_a_lone_surrogate_is_named_by_index_before_any_request(
     server: HostileServer, engine: str
 ) -> None:
     before = len(server.requests)
-    async with RerankClient(base_url=server.base_url("ok"), model="m", http_engine=engine) as c:
+    async with RerankClient(base_url=server.base_url("ok"), model="m", http_client=engine) as c:
         with pytest.raises(ValueError, match=r"documents\[2\] has a lone surrogate"):
             await c.rerank("q", ["fine", "naïve", "broken \ud800 text", "ok"])
         with pytest.raises(ValueError, match="query has a lone surrogate"):

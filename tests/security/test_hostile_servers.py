@@ -47,7 +47,7 @@ def client_for(
     options.setdefault("model", MODEL)
     return RerankClient(
         base_url=server.base_url(behaviour),
-        http_engine=engine,  # type: ignore[arg-type]
+        http_client=engine,  # type: ignore[arg-type]
         **options,  # type: ignore[arg-type]
     )
 

@@ -14,6 +14,7 @@ import pytest
 
 from rerank_async import (
     AuthenticationError,
+    Limits,
     RerankClient,
     RerankRequest,
     SyncRerankClient,
@@ -122,7 +123,10 @@ def test_bad_options_raise_and_leave_no_thread() -> None:
 
 def test_threads_share_one_bound(sync_server: RunningServer) -> None:
     with SyncRerankClient(
-        base_url=sync_server.base_url, batch_size=4, min_batch_size=4, max_concurrency=3
+        base_url=sync_server.base_url,
+        batch_size=4,
+        max_concurrency=3,
+        limits=Limits(min_batch_size=4),
     ) as client:
         sync_server.reset_stats()
         with ThreadPoolExecutor(max_workers=6) as pool:

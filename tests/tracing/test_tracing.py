@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from rerank_async import AuthenticationError, RequestRecord
+from rerank_async import AuthenticationError, Limits, RequestRecord
 
 from ..conftest import MODEL, URL, FakeReranker, make_client
 
@@ -48,7 +48,9 @@ def only_rerank_span(exporter: InMemorySpanExporter) -> ReadableSpan:
 async def test_one_client_span_per_call_with_usage(
     spans: InMemorySpanExporter, fake: FakeReranker
 ) -> None:
-    async with make_client(batch_size=4, min_batch_size=4, max_concurrency=4) as client:
+    async with make_client(
+        batch_size=4, max_concurrency=4, limits=Limits(min_batch_size=4)
+    ) as client:
         result = await client.rerank("q", [f"d{i}" for i in range(10)] + ["d0"], top_k=3)
     span = only_rerank_span(spans)
     assert span.name == f"rerank {MODEL}"
@@ -117,7 +119,9 @@ async def test_requests_run_inside_the_span_so_http_spans_nest_under_it(
 
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("request handler") as parent:
-        async with make_client(batch_size=2, min_batch_size=1, on_request=on_request) as client:
+        async with make_client(
+            batch_size=2, on_request=on_request, limits=Limits(min_batch_size=1)
+        ) as client:
             await client.rerank("q", ["a", "b", "c", "d", "e"])
     span = only_rerank_span(spans)
     assert len(seen) == fake.calls > 1

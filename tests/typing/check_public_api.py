@@ -10,6 +10,7 @@ from rerank_async import (
     APIStatusError,
     ClientStatistics,
     DeepInfraProvider,
+    Limits,
     PartialScores,
     RankedDocument,
     RerankClient,
@@ -85,7 +86,7 @@ async def public_test_seams(client: RerankClient) -> int:
         del seconds
 
     client.set_retry_policy(dataclasses.replace(client.options.retry, sleep=no_wait))
-    client.set_retry_policy(RetryPolicy(max_retries=1))
+    client.set_retry_policy(RetryPolicy(initial_delay=0.5))
     stats: ClientStatistics = client.statistics()
     in_flight: int = stats.in_flight
     return in_flight + stats.waiting + stats.outstanding_batches + stats.batch_limit
@@ -93,12 +94,11 @@ async def public_test_seams(client: RerankClient) -> int:
 
 async def living_within_limits() -> float | None:
     async with RerankClient(
-        adaptive_concurrency=False,
-        max_requests_per_minute=600,
-        max_tokens_per_minute=100_000.0,
-        retry_budget_ratio=None,
-        retry_budget_per_second=1.0,
         hedge_after="auto",
+        limits=Limits(
+            adaptive_concurrency=False, max_requests_per_minute=600, max_tokens_per_minute=100_000.0
+        ),
+        retry=RetryPolicy(budget_ratio=None, budget_per_second=1.0),
     ) as client:
         stats = client.statistics()
         limit: int = stats.concurrency_limit

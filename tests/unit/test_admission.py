@@ -7,11 +7,12 @@ import contextlib
 import anyio
 import pytest
 
-from rerank_async import APITimeoutError, BadRequestError, RateLimitError, ServerError
+from rerank_async import APITimeoutError, BadRequestError, Limits, RateLimitError, ServerError
 from rerank_async._exceptions import RetryBudgetExhaustedError
 from rerank_async._flow.admission import Admission, LoadSettings, is_overload
 from rerank_async._flow.limiter import FairLimiter
-from rerank_async._retry import RetryPolicy, call_with_retries
+from rerank_async._options import RetryPolicy
+from rerank_async._retry import RetryDecision, call_with_retries
 from tests.conftest import FakeReranker, make_client
 from tests.unit.fake_clock import FakeClock
 
@@ -45,10 +46,10 @@ async def test_capacity_429s_shrink_the_slots_and_successes_keep_them() -> None:
     for _ in range(20):  # successes at level <= 8
         async with admission.admitted("call") as ticket:
             pass
-        admission.settle(type(ticket)(level=8, epoch=ticket.epoch), None)
+        admission.answered(type(ticket)(level=8, epoch=ticket.epoch))
     async with admission.admitted("call") as ticket:
         pass
-    admission.settle(type(ticket)(level=9, epoch=ticket.epoch), rate_limited())
+    await admission.failed(type(ticket)(level=9, epoch=ticket.epoch), rate_limited())
     assert admission.concurrency_limit == 8
     stats = admission.statistics()
     assert (stats.concurrency_limit, stats.in_flight, stats.waiting) == (8, 0, 0)
@@ -61,7 +62,7 @@ async def test_fixed_bound_when_not_adaptive() -> None:
     for _ in range(10):
         async with admission.admitted("call") as ticket:
             pass
-        admission.settle(ticket, ServerError("x", status_code=503))
+        await admission.failed(ticket, ServerError("x", status_code=503))
     assert admission.concurrency_limit == 4
 
 
@@ -83,7 +84,7 @@ async def test_token_bucket_weighs_by_estimate_and_corrects_from_usage() -> None
     assert admission.counts_tokens
     async with admission.admitted("call", tokens=100) as ticket:
         pass
-    admission.settle(ticket, None, estimated_tokens=100, used_tokens=150)
+    admission.answered(ticket, estimated_tokens=100, used_tokens=150)
     assert admission.statistics().tokens_this_minute == 150
     start = clock.now
     async with admission.admitted("call", tokens=10):
@@ -97,9 +98,9 @@ async def test_dense_429s_with_retry_after_pause_every_new_request() -> None:
     for _ in range(3):
         async with admission.admitted("call") as ticket:
             pass
-        admission.settle(ticket, rate_limited(2.0))
+        await admission.failed(ticket, rate_limited(2.0))
     assert admission.statistics().paused_until == pytest.approx(clock.now + 2.0)
-    assert admission.retry_after_binds(rate_limited(2.0))
+    assert admission.paused_until is not None  # so their Retry-After binds
     start = clock.now
     async with admission.admitted("other call"):
         pass
@@ -112,13 +113,15 @@ async def test_an_isolated_429_does_not_bind_its_retry_after() -> None:
     for _ in range(20):
         async with admission.admitted("call") as ticket:
             pass
-        admission.settle(ticket, None)
+        admission.answered(ticket)
     async with admission.admitted("call") as ticket:
         pass
-    admission.settle(type(ticket)(level=8, epoch=ticket.epoch), rate_limited(1.0))
+    await admission.failed(type(ticket)(level=8, epoch=ticket.epoch), rate_limited(1.0))
     assert admission.statistics().paused_until is None
-    assert not admission.retry_after_binds(rate_limited(1.0))
-    assert admission.retry_after_binds(ServerError("x", status_code=503))
+    decide = RetryDecision(RetryPolicy(initial_delay=0.25), 4, admission, clock=clock)
+    verdict = decide(rate_limited(1.0), 1)
+    assert verdict.retry
+    assert verdict.delay <= 0.25  # the normal backoff, not the 1 s Retry-After
 
 
 async def test_a_429_to_the_only_request_in_flight_binds() -> None:
@@ -127,12 +130,13 @@ async def test_a_429_to_the_only_request_in_flight_binds() -> None:
     for _ in range(20):
         async with admission.admitted("call") as ticket:
             pass
-        admission.settle(ticket, None)
+        admission.answered(ticket)
     async with admission.admitted("call") as ticket:
         assert ticket.level == 1
-    admission.settle(ticket, rate_limited(1.0))
+    await admission.failed(ticket, rate_limited(1.0))
     assert admission.statistics().paused_until == pytest.approx(clock.now + 1.0)
-    assert admission.retry_after_binds(rate_limited(1.0))
+    decide = RetryDecision(RetryPolicy(initial_delay=0.0), 4, admission, clock=clock)
+    assert decide(rate_limited(1.0), 1).delay == pytest.approx(1.0)
 
 
 async def test_spent_rate_limit_headers_pause_the_client() -> None:
@@ -140,7 +144,7 @@ async def test_spent_rate_limit_headers_pause_the_client() -> None:
     admission = gate(clock, max_concurrency=8)
     async with admission.admitted("call") as ticket:
         pass
-    admission.settle(ticket, None, limit_reset_s=1.5)  # the transport read the headers
+    admission.answered(ticket, limit_reset_s=1.5)  # the transport read the headers
     assert admission.statistics().paused_until == pytest.approx(clock.now + 1.5)
 
 
@@ -153,7 +157,7 @@ async def test_overload_at_the_floor_pauses_with_growing_waits() -> None:
         async with admission.admitted("call") as ticket:
             pass
         waits.append(clock.now - before)
-        admission.settle(ticket, ServerError("x", status_code=503))
+        await admission.failed(ticket, ServerError("x", status_code=503))
     assert admission.concurrency_limit == 1
     assert waits[-1] > waits[-3] > 0
 
@@ -170,7 +174,7 @@ async def test_retry_budget_turns_a_retry_into_a_clear_error() -> None:
 
     with pytest.raises(RetryBudgetExhaustedError, match="retry budget exhausted") as caught:
         await call_with_retries(
-            attempt, RetryPolicy(max_retries=10, initial_delay=0), may_retry=admission.may_retry
+            attempt, RetryDecision(RetryPolicy(initial_delay=0), 10, admission, clock=clock)
         )
     assert attempts == 5  # the first, then the reserve: one retry per slot (4)
     assert isinstance(caught.value.__cause__, ServerError)
@@ -191,7 +195,7 @@ async def test_retries_within_the_budget_go_ahead() -> None:
 
     assert (
         await call_with_retries(
-            attempt, RetryPolicy(max_retries=4, initial_delay=0), may_retry=admission.may_retry
+            attempt, RetryDecision(RetryPolicy(initial_delay=0), 4, admission, clock=clock)
         )
         == "ok"
     )
@@ -249,8 +253,10 @@ async def test_a_fast_overload_answer_holds_its_slot_for_an_answers_time_while_o
             async with admission.admitted("call") as ticket:
                 clock.advance(seconds)
                 answered = clock.now
-                admission.settle(ticket, error)
-                if error is not None:
+                if error is None:
+                    admission.answered(ticket)
+                else:
+                    await admission.failed(ticket, error)
                     raise error
         return clock.now - answered
 
@@ -264,7 +270,9 @@ async def test_a_fast_overload_answer_holds_its_slot_for_an_answers_time_while_o
 
 async def test_the_token_limit_counts_what_the_server_reported(fake: FakeReranker) -> None:
     """Costs are estimated before sending, then replaced by the reported usage."""
-    async with make_client(batch_size=4, min_batch_size=4, max_tokens_per_minute=60_000) as client:
+    async with make_client(
+        batch_size=4, limits=Limits(min_batch_size=4, max_tokens_per_minute=60_000)
+    ) as client:
         await client.score("query", [f"document {i}" for i in range(10)])
         stats = client.statistics()
     assert fake.calls == 3
@@ -275,15 +283,16 @@ async def test_the_token_limit_counts_what_the_server_reported(fake: FakeReranke
 def test_a_429_that_paused_the_whole_client_is_retried_without_drawing_the_budget() -> None:
     clock = FakeClock()
     admission = gate(clock, max_concurrency=4, retry_budget_ratio=0.0, retry_budget_floor=0.0)
+    decide = RetryDecision(RetryPolicy(initial_delay=0.0), 10, admission, clock=clock)
     left = admission.statistics().retry_budget_left
     paused = rate_limited(1.0)
     admission._pause.pause_for(1.0)  # as the dense 429s behind ``paused`` would have
-    assert all(admission.may_retry(paused) for _ in range(50))
+    assert all(decide(paused, 1).retry for _ in range(50))
     assert admission.statistics().retry_budget_left == left
     # Not paused, or no Retry-After, or another failure: each retry costs one.
-    assert admission.may_retry(rate_limited(None))
-    assert admission.may_retry(ServerError("x", status_code=503))
+    assert decide(rate_limited(None), 1).retry
+    assert decide(ServerError("x", status_code=503), 1).retry
     assert admission.statistics().retry_budget_left == left - 2
     clock.now += 2.0
-    assert admission.may_retry(paused)
+    assert decide(paused, 1).retry
     assert admission.statistics().retry_budget_left == left - 3

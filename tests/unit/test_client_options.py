@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from rerank_async import RerankClient
+from rerank_async import Limits, RerankClient, RetryPolicy
 from rerank_async._constants import DEFAULT_MIN_BATCH_SIZE
 from rerank_async.providers.deepinfra import (
     DEEPINFRA_BASE_URL,
@@ -27,7 +27,7 @@ def test_defaults() -> None:
     assert options.min_batch_size == DEFAULT_MIN_BATCH_SIZE
     assert options.max_concurrency == DEFAULT_MAX_CONCURRENCY
     assert options.total_timeout is None
-    assert options.retry.max_retries == 4
+    assert options.max_retries == 4
 
 
 def test_environment_fills_unset_options(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,19 +66,18 @@ async def test_api_key_from_environment(
         ({"batch_size": 2.5}, TypeError, "batch_size must be an int"),
         ({"batch_size": True}, TypeError, "batch_size must be an int"),
         ({"max_concurrency": 0}, ValueError, "max_concurrency must be >= 1"),
-        ({"min_batch_size": 0}, ValueError, "min_batch_size must be >= 1"),
         (
-            {"batch_size": 4, "min_batch_size": 5},
+            {"batch_size": 4, "limits": Limits(min_batch_size=5)},
             ValueError,
-            r"min_batch_size \(5\) must not exceed",
+            r"limits\.min_batch_size \(5\) must not exceed",
         ),
+        ({"limits": {"split": False}}, TypeError, "limits must be a rerank_async.Limits"),
+        ({"retry": 0.5}, TypeError, "retry must be a rerank_async.RetryPolicy"),
         ({"max_retries": -1}, ValueError, "max_retries must be >= 0"),
         ({"timeout": 0}, ValueError, "timeout must be a finite number > 0"),
         ({"timeout": "10"}, TypeError, "timeout must be a number of seconds"),
         ({"total_timeout": -1.0}, ValueError, "total_timeout must be"),
         ({"total_timeout": float("inf")}, ValueError, "total_timeout must be"),
-        ({"retry_initial_delay": -1}, ValueError, "retry_initial_delay"),
-        ({"max_retry_after": float("nan")}, ValueError, "max_retry_after"),
         ({"base_url": "api.deepinfra.com"}, ValueError, "base_url must start with http"),
         ({"model": "  "}, ValueError, "model must not be empty"),
         ({"api_key": ""}, ValueError, "api_key must not be empty"),
@@ -98,9 +97,27 @@ def test_bad_options_name_the_argument(
         RerankClient(**options)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("kind", "fields", "error", "match"),
+    [
+        (Limits, {"min_batch_size": 0}, ValueError, r"limits\.min_batch_size must be >= 1"),
+        (Limits, {"split": "no"}, TypeError, r"limits\.split must be a bool"),
+        (Limits, {"max_requests_per_minute": 0}, ValueError, "max_requests_per_minute"),
+        (RetryPolicy, {"initial_delay": -1}, ValueError, r"retry\.initial_delay"),
+        (RetryPolicy, {"max_retry_after": float("nan")}, ValueError, r"retry\.max_retry_after"),
+        (RetryPolicy, {"budget_ratio": -0.1}, ValueError, r"retry\.budget_ratio"),
+    ],
+)
+def test_bad_option_objects_name_the_field(
+    kind: type, fields: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        kind(**fields)
+
+
 def test_zero_retries_and_zero_backoff_are_valid() -> None:
-    client = RerankClient(max_retries=0, retry_initial_delay=0, retry_max_delay=0)
-    assert client.options.retry.max_retries == 0
+    client = RerankClient(max_retries=0, retry=RetryPolicy(initial_delay=0, max_delay=0))
+    assert client.options.max_retries == 0
     assert client.options.retry.initial_delay == 0
 
 
@@ -200,10 +217,10 @@ async def test_caller_client_timeout_is_kept_unless_overridden(mock_api: respx.M
 
 
 def test_http_engine_is_checked() -> None:
-    with pytest.raises(ValueError, match="http_engine must be 'auto', 'httpx' or 'aiohttp'"):
-        RerankClient(http_engine="curl")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="cannot be used with http_engine='aiohttp'"):
-        RerankClient(http_engine="aiohttp", http_client=httpx.AsyncClient())
+    with pytest.raises(ValueError, match=r"http_client must be an httpx\.AsyncClient or one of"):
+        RerankClient(http_client="curl")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"http_client must be an httpx\.AsyncClient or one of"):
+        RerankClient(http_client=object())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

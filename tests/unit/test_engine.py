@@ -15,12 +15,8 @@ from rerank_async._transports.engines import AutoTransport, open_transport
 
 def config(engine: str, http_client: httpx.AsyncClient | None = None):  # type: ignore[no-untyped-def]
     return resolve_config(
-        model="m", api_key=None, base_url="http://reranker.test", provider="deepinfra",
-        batch_size=None, min_batch_size=None, max_concurrency=4, split=True, max_retries=0,
-        timeout=5.0, total_timeout=None, retry_initial_delay=0, retry_max_delay=0,
-        max_retry_after=0, dedupe=True, http_client=http_client,
-        http_engine=engine,  # type: ignore[arg-type]
-        hedge_after=None,
+        model="m", base_url="http://reranker.test", max_concurrency=4, max_retries=0,
+        timeout=5.0, http_client=http_client or engine,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -33,7 +29,7 @@ def config(engine: str, http_client: httpx.AsyncClient | None = None):  # type: 
     ],
 )
 async def test_each_engine_builds_its_transport(engine: str, transport: type, name: str) -> None:
-    opened = open_transport(config(engine), on_request=None)
+    opened = open_transport(config(engine))
     assert isinstance(opened.engine, transport)
     assert opened.sender is opened.engine  # nothing to observe without on_request
     assert opened.engine_name == name
@@ -42,7 +38,7 @@ async def test_each_engine_builds_its_transport(engine: str, transport: type, na
 
 async def test_a_callers_http_client_means_httpx_even_on_auto() -> None:
     async with httpx.AsyncClient() as own:
-        opened = open_transport(config("auto", own), on_request=None)
+        opened = open_transport(config("auto", own))
         assert isinstance(opened.engine, HttpxTransport)
         assert opened.engine.http_client is own
         await opened.sender.aclose()
@@ -51,6 +47,6 @@ async def test_a_callers_http_client_means_httpx_even_on_auto() -> None:
 
 def test_the_client_reports_its_engine() -> None:
     assert RerankClient().http_engine == "auto"  # the default, until the first request
-    assert RerankClient(http_engine="httpx").http_engine == "httpx"
-    assert RerankClient(http_engine="aiohttp").http_engine == "aiohttp"
+    assert RerankClient(http_client="httpx").http_engine == "httpx"
+    assert RerankClient(http_client="aiohttp").http_engine == "aiohttp"
     assert RerankClient(http_client=httpx.AsyncClient()).http_engine == "httpx"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from rerank_async import APITimeoutError, RerankRequest
+from rerank_async import APITimeoutError, Limits, RerankRequest
 from tests.conftest import (
     BASE_URL,
     FakeReranker,
@@ -47,7 +47,7 @@ async def test_a_large_call_with_duplicates_scores_every_document(
 
 async def test_a_large_call_without_dedupe_sends_everything(fake: FakeReranker) -> None:
     documents = big_documents(600, distinct=300)
-    async with make_client(batch_size=300, dedupe=False) as client:
+    async with make_client(batch_size=300, limits=Limits(dedupe=False)) as client:
         assert await client.score(QUERY, documents) == expected_scores(documents)
     assert sum(fake.batch_sizes) == 600
 

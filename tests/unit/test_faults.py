@@ -16,11 +16,13 @@ from rerank_async import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    Limits,
     NotFoundError,
     RateLimitError,
     RequestRecord,
     RerankError,
     ResponseValidationError,
+    RetryPolicy,
     ServerError,
 )
 from tests.conftest import URL, FakeReranker, SleepRecorder, make_client, pointwise_score
@@ -127,7 +129,7 @@ async def test_only_the_failed_batch_is_retried(mock_api: respx.MockRouter) -> N
         return await fake(request)
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=4, min_batch_size=4) as client:
+    async with make_client(batch_size=4, limits=Limits(min_batch_size=4)) as client:
         result = await client.rerank(QUERY, DOCS)
     assert result.scores == expected(DOCS)
     assert sorted(attempts.values()) == [1, 1, 2]
@@ -144,7 +146,9 @@ async def test_retry_after_is_honoured(mock_api: respx.MockRouter) -> None:
         ]
     )
     mock_api.post(URL).mock(side_effect=fake)
-    async with make_client(sleep=sleep, retry_initial_delay=100.0, max_retry_after=30.0) as client:
+    async with make_client(
+        sleep=sleep, retry=RetryPolicy(initial_delay=100.0, max_retry_after=30.0)
+    ) as client:
         scores = await client.score(QUERY, ["a"])
     assert scores == expected(["a"])
     assert sleep.delays == [2.0, 0.25, 30.0]  # the last one capped
@@ -156,7 +160,7 @@ async def test_429_without_retry_after_backs_off_with_jitter(mock_api: respx.Moc
     fake = FakeReranker(script=[httpx.Response(429)] * 4)
     mock_api.post(URL).mock(side_effect=fake)
     async with make_client(
-        sleep=sleep, retry_initial_delay=0.5, retry_max_delay=1.5, max_retries=4
+        sleep=sleep, max_retries=4, retry=RetryPolicy(initial_delay=0.5, max_delay=1.5)
     ) as client:
         await client.score(QUERY, ["a"])
     ceilings = [0.5, 1.0, 1.5, 1.5]
@@ -251,7 +255,7 @@ async def test_413_halves_the_batch_and_remembers(mock_api: respx.MockRouter) ->
     fake = too_large_over(5)
     mock_api.post(URL).mock(side_effect=fake.handler)  # type: ignore[attr-defined]
     documents = [f"doc {i}" for i in range(40)]
-    async with make_client(batch_size=20, min_batch_size=20) as client:
+    async with make_client(batch_size=20, limits=Limits(min_batch_size=20)) as client:
         result = await client.rerank(QUERY, documents)
         assert result.scores == expected(documents)
         assert client.batch_limit <= 5
@@ -267,7 +271,7 @@ async def test_413_halves_the_batch_and_remembers(mock_api: respx.MockRouter) ->
 async def test_tei_style_422_uses_the_stated_maximum(mock_api: respx.MockRouter) -> None:
     fake = too_large_over(3, status=422, message="batch size 12 > maximum allowed batch size 3")
     mock_api.post(URL).mock(side_effect=fake.handler)  # type: ignore[attr-defined]
-    async with make_client(batch_size=12, min_batch_size=12) as client:
+    async with make_client(batch_size=12, limits=Limits(min_batch_size=12)) as client:
         result = await client.rerank(QUERY, DOCS)
         assert client.batch_limit == 3
     assert result.scores == expected(DOCS)
@@ -307,7 +311,7 @@ async def test_one_failed_batch_cancels_the_others(mock_api: respx.MockRouter) -
         return httpx.Response(200, json={"scores": [0.0] * 4})
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=4, min_batch_size=4) as client:
+    async with make_client(batch_size=4, limits=Limits(min_batch_size=4)) as client:
         with anyio.fail_after(5), pytest.raises(AuthenticationError):
             await client.rerank(QUERY, DOCS)
     assert completed == []
@@ -320,7 +324,9 @@ async def test_total_timeout_reports_documents_scored(mock_api: respx.MockRouter
         return httpx.Response(200, json={"scores": [0.5] * 4})
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=4, min_batch_size=4, total_timeout=0.05) as client:
+    async with make_client(
+        batch_size=4, total_timeout=0.05, limits=Limits(min_batch_size=4)
+    ) as client:
         with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
             await client.rerank(QUERY, DOCS)
     assert caught.value.documents_scored == 4
@@ -358,7 +364,7 @@ async def test_cancelling_the_caller_cancels_requests_and_keeps_client_usable(
 
     mock_api.post(URL).mock(side_effect=handler)
     tasks_before = len(asyncio.all_tasks())
-    async with make_client(batch_size=4, min_batch_size=4) as client:
+    async with make_client(batch_size=4, limits=Limits(min_batch_size=4)) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.rerank, QUERY, DOCS)
             await entered.wait()
@@ -373,7 +379,7 @@ async def test_cancelling_the_caller_cancels_requests_and_keeps_client_usable(
 
 async def test_nothing_but_rerank_errors_escape(mock_api: respx.MockRouter) -> None:
     mock_api.post(URL).mock(return_value=httpx.Response(503))
-    async with make_client(batch_size=1, min_batch_size=1, max_retries=0) as client:
+    async with make_client(batch_size=1, max_retries=0, limits=Limits(min_batch_size=1)) as client:
         with pytest.raises(RerankError) as caught:
             await client.rerank(QUERY, DOCS)
     assert not isinstance(caught.value, BaseExceptionGroup)
@@ -408,7 +414,7 @@ async def test_missing_key_is_explained(mock_api: respx.MockRouter) -> None:
 
 async def test_logging_records(fake: FakeReranker, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="rerank_async")
-    async with make_client(batch_size=2, min_batch_size=2) as client:
+    async with make_client(batch_size=2, limits=Limits(min_batch_size=2)) as client:
         await client.rerank(QUERY, ["a", "b", "c", "d"])
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
     assert len(debug) == 2
@@ -422,7 +428,7 @@ async def test_deadline_counts_duplicates_as_scored(mock_api: respx.MockRouter) 
         return httpx.Response(200, json={"scores": [0.5]})
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=1, min_batch_size=1) as client:
+    async with make_client(batch_size=1, limits=Limits(min_batch_size=1)) as client:
         with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
             await client.rerank(QUERY, ["a", "b", "a", "a"], total_timeout=0.05)
     assert caught.value.documents_scored == 3  # "a" appears three times
@@ -432,7 +438,9 @@ async def test_on_request_reports_every_attempt(mock_api: respx.MockRouter) -> N
     fake = FakeReranker(script=[httpx.Response(503)])
     mock_api.post(URL).mock(side_effect=fake)
     records: list[RequestRecord] = []
-    async with make_client(on_request=records.append, batch_size=4, min_batch_size=4) as client:
+    async with make_client(
+        on_request=records.append, batch_size=4, limits=Limits(min_batch_size=4)
+    ) as client:
         await client.rerank(QUERY, DOCS[:4])
     failed, ok = records
     assert (failed.status_code, failed.error, failed.ok) == (503, "ServerError", False)

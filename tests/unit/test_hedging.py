@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from rerank_async import RequestRecord, ServerError
+from rerank_async import Limits, RequestRecord, ServerError
 from rerank_async._flow.limiter import FairLimiter
 from rerank_async._hedging import race_hedged
 from tests.conftest import URL, FakeReranker, make_client, pointwise_score
@@ -60,7 +60,9 @@ async def test_no_hedge_without_a_free_slot(mock_api: respx.MockRouter) -> None:
 
 
 async def test_no_hedge_for_a_fast_answer(fake: FakeReranker) -> None:
-    async with make_client(hedge_after=1.0, batch_size=2, min_batch_size=2) as client:
+    async with make_client(
+        hedge_after=1.0, batch_size=2, limits=Limits(min_batch_size=2)
+    ) as client:
         result = await client.rerank(QUERY, ["a", "b", "c", "d"])
     assert result.usage.hedges == 0
     assert fake.calls == 2

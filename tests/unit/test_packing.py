@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async._packing import PackedBatch, Packer, Piece, split_packed, unpack
+from rerank_async._packed.packing import PackedBatch, Packer, Piece, split_packed, unpack
 
 
 def pack_all(sizes: list[int], batch_size: int) -> list[PackedBatch]:

@@ -7,7 +7,7 @@ import random
 import anyio
 import pytest
 
-from rerank_async._pair_pool import PackedRequest, PairPool, PooledCall, PoolScores
+from rerank_async._packed.pool import PackedRequest, PairPool, PooledCall, PoolScores
 from tests.conftest import pointwise_score
 
 
@@ -58,6 +58,11 @@ def split_at(max_size: int | None):  # type: ignore[no-untyped-def]
     return split_size
 
 
+def never(error: Exception) -> bool:
+    """No failure is split by query: each request's failure fails every call it carried."""
+    return False
+
+
 def corpus(n_calls: int, per_call: int) -> list[tuple[str, list[str]]]:
     return [(f"query {q}", [f"q{q} doc {i}" for i in range(per_call)]) for q in range(n_calls)]
 
@@ -97,7 +102,9 @@ def assert_scored(outcome: PooledCall | Exception, query: str, documents: list[s
 @pytest.mark.parametrize("seed", range(5))
 async def test_every_score_lands_in_its_place_with_scrambled_completion(seed: int) -> None:
     scorer = FakeScorer(seed=seed)
-    pool = PairPool(batch_size=32, max_in_flight=8, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=32, max_in_flight=8, send=scorer, split_size=split_at(None), query_specific=never
+    )
     calls = corpus(60, 100)
     outcomes = await run_calls(pool, calls, admitted=32)
     for outcome, (query, documents) in zip(outcomes, calls, strict=True):
@@ -111,7 +118,9 @@ async def test_every_score_lands_in_its_place_with_scrambled_completion(seed: in
 
 async def test_requests_are_full_while_work_is_queued() -> None:
     scorer = FakeScorer(seed=1)
-    pool = PairPool(batch_size=32, max_in_flight=4, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=32, max_in_flight=4, send=scorer, split_size=split_at(None), query_specific=never
+    )
     await run_calls(pool, corpus(200, 100), admitted=32)
     assert len(scorer.sizes) <= 640  # 625 full requests, and a few short ones at the edges
     assert sum(scorer.sizes) == 20_000
@@ -119,7 +128,9 @@ async def test_requests_are_full_while_work_is_queued() -> None:
 
 async def test_a_failed_request_fails_only_the_calls_it_carried() -> None:
     scorer = FakeScorer(seed=2, fail_on="q7 doc 5")
-    pool = PairPool(batch_size=16, max_in_flight=4, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=16, max_in_flight=4, send=scorer, split_size=split_at(None), query_specific=never
+    )
     calls = corpus(20, 10)
     outcomes = await run_calls(pool, calls)
     failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
@@ -133,7 +144,9 @@ async def test_a_failed_request_fails_only_the_calls_it_carried() -> None:
 
 async def test_too_large_requests_are_split_and_later_ones_packed_smaller() -> None:
     scorer = FakeScorer(seed=3, max_size=10)
-    pool = PairPool(batch_size=32, max_in_flight=4, send=scorer, split_size=split_at(10))
+    pool = PairPool(
+        batch_size=32, max_in_flight=4, send=scorer, split_size=split_at(10), query_specific=never
+    )
     calls = corpus(12, 25)
     outcomes = await run_calls(pool, calls)
     for outcome, (query, documents) in zip(outcomes, calls, strict=True):
@@ -144,7 +157,9 @@ async def test_too_large_requests_are_split_and_later_ones_packed_smaller() -> N
 
 async def test_usage_counts_every_request_that_carried_a_call() -> None:
     scorer = FakeScorer(seed=4)
-    pool = PairPool(batch_size=8, max_in_flight=1, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=8, max_in_flight=1, send=scorer, split_size=split_at(None), query_specific=never
+    )
     outcomes = await run_calls(pool, [("a", ["x"] * 6), ("b", ["y"] * 6)])
     first, second = outcomes
     assert isinstance(first, PooledCall)
@@ -157,7 +172,9 @@ async def test_usage_counts_every_request_that_carried_a_call() -> None:
 
 async def test_a_call_without_documents_returns_at_once() -> None:
     scorer = FakeScorer()
-    pool = PairPool(batch_size=8, max_in_flight=1, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=8, max_in_flight=1, send=scorer, split_size=split_at(None), query_specific=never
+    )
     call = PooledCall("q", [])
     await pool.score(call)
     assert scorer.sizes == []
@@ -165,7 +182,9 @@ async def test_a_call_without_documents_returns_at_once() -> None:
 
 async def test_a_cancelled_call_leaves_the_others_scored() -> None:
     scorer = FakeScorer(seed=5)
-    pool = PairPool(batch_size=8, max_in_flight=2, send=scorer, split_size=split_at(None))
+    pool = PairPool(
+        batch_size=8, max_in_flight=2, send=scorer, split_size=split_at(None), query_specific=never
+    )
     keep = PooledCall("keep", [f"k{i}" for i in range(20)])
     drop = PooledCall("drop", [f"d{i}" for i in range(20)])
     scopes: list[anyio.CancelScope] = []

@@ -12,7 +12,7 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rerank_async import BadRequestError, DeepInfraProvider, RerankClient
+from rerank_async import BadRequestError, DeepInfraProvider, Limits, RerankClient
 from tests.conftest import (
     MODEL,
     URL,
@@ -112,7 +112,7 @@ async def test_identical_documents_are_sent_once(fake: FakeReranker, client: Rer
 
 
 async def test_dedupe_can_be_disabled(fake: FakeReranker) -> None:
-    async with make_client(dedupe=False, batch_size=10) as client:
+    async with make_client(batch_size=10, limits=Limits(dedupe=False)) as client:
         await client.rerank(QUERY, ["a", "a", "a"])
     assert fake.bodies[0]["documents"] == ["a", "a", "a"]
 
@@ -128,20 +128,26 @@ async def test_empty_documents_send_nothing(mock_api: respx.MockRouter) -> None:
 
 async def test_small_call_spreads_over_idle_slots(fake: FakeReranker) -> None:
     # 100 documents fit in 2 batches of 64, but 8 idle slots finish it in one round trip.
-    async with make_client(batch_size=64, min_batch_size=8, max_concurrency=8) as client:
+    async with make_client(
+        batch_size=64, max_concurrency=8, limits=Limits(min_batch_size=8)
+    ) as client:
         await client.rerank(QUERY, [f"d{i}" for i in range(100)])
     assert fake.batch_sizes == [13, 13, 13, 13, 12, 12, 12, 12]
 
 
 async def test_a_call_that_fits_one_request_is_not_spread(fake: FakeReranker) -> None:
     # One request is already one round; spreading it would only multiply the requests.
-    async with make_client(batch_size=64, min_batch_size=8, max_concurrency=8) as client:
+    async with make_client(
+        batch_size=64, max_concurrency=8, limits=Limits(min_batch_size=8)
+    ) as client:
         await client.rerank(QUERY, [f"d{i}" for i in range(40)])
     assert fake.batch_sizes == [40]
 
 
 async def test_rerank_many_plans_for_throughput_not_spreading(fake: FakeReranker) -> None:
-    async with make_client(batch_size=64, min_batch_size=8, max_concurrency=8) as client:
+    async with make_client(
+        batch_size=64, max_concurrency=8, limits=Limits(min_batch_size=8)
+    ) as client:
         async with client.rerank_many([(QUERY, [f"d{i}" for i in range(100)])]) as outcomes:
             async for outcome in outcomes:
                 assert outcome.ok
@@ -158,7 +164,9 @@ async def test_concurrent_calls_do_not_over_split(mock_api: respx.MockRouter) ->
         return await fake(request)
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=50, min_batch_size=5, max_concurrency=4) as client:
+    async with make_client(
+        batch_size=50, max_concurrency=4, limits=Limits(min_batch_size=5)
+    ) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.rerank, QUERY, [f"a{i}" for i in range(200)])
             await anyio.lowlevel.checkpoint()
@@ -241,8 +249,8 @@ async def test_any_batching_gives_pointwise_scores(
         router.post(URL).mock(side_effect=fake)
         async with make_client(
             batch_size=batch_size,
-            min_batch_size=min(min_batch_size, batch_size),
             max_concurrency=max_concurrency,
+            limits=Limits(min_batch_size=min(min_batch_size, batch_size)),
         ) as client:
             result = await client.rerank(QUERY, documents)
     assert result.scores == expected_scores(documents)
@@ -320,7 +328,10 @@ async def test_custom_transport_with_scrambled_completion_order() -> None:
     documents = [f"doc {i}" for i in range(32)]
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http_client:
         async with make_client(
-            http_client=http_client, batch_size=4, min_batch_size=4, max_concurrency=8
+            http_client=http_client,
+            batch_size=4,
+            max_concurrency=8,
+            limits=Limits(min_batch_size=4),
         ) as client:
             with anyio.fail_after(5):
                 result = await client.rerank(QUERY, documents)
@@ -330,7 +341,7 @@ async def test_custom_transport_with_scrambled_completion_order() -> None:
 
 async def test_split_false_sends_one_request(fake: FakeReranker) -> None:
     documents = [f"d{i}" for i in range(50)]
-    async with make_client(split=False, batch_size=64, max_concurrency=8) as client:
+    async with make_client(batch_size=64, max_concurrency=8, limits=Limits(split=False)) as client:
         result = await client.rerank(QUERY, documents)
         with pytest.raises(ValueError, match="65 documents exceed batch_size=64"):
             await client.rerank(QUERY, [f"x{i}" for i in range(65)])
@@ -340,7 +351,7 @@ async def test_split_false_sends_one_request(fake: FakeReranker) -> None:
 
 async def test_split_false_never_splits_on_413(mock_api: respx.MockRouter) -> None:
     route = mock_api.post(URL).mock(return_value=httpx.Response(413, json={"error": "too big"}))
-    async with make_client(split=False) as client:
+    async with make_client(limits=Limits(split=False)) as client:
         with pytest.raises(BadRequestError):
             await client.rerank(QUERY, ["a", "b", "c"])
     assert route.call_count == 1

@@ -16,7 +16,14 @@ from rerank_async import (
     ResponseValidationError,
     RetryPolicy,
 )
-from rerank_async._retry import backoff_delay, call_with_retries, is_retryable, parse_retry_after
+from rerank_async._retry import (
+    NoSignals,
+    RetryDecision,
+    backoff_delay,
+    call_with_retries,
+    is_retryable,
+    parse_retry_after,
+)
 from tests.conftest import SleepRecorder
 
 NOW = 1_700_000_000.0
@@ -101,8 +108,30 @@ def test_huge_attempt_does_not_overflow() -> None:
     [(2.0, 2.0), (0.0, 0.0), (600.0, 60.0)],  # honoured, capped at max_retry_after
 )
 def test_retry_after_wins_over_backoff(retry_after: float, expected: float) -> None:
-    policy = RetryPolicy(initial_delay=100.0, max_retry_after=60.0)
-    assert policy.delay_for(1, status_error(429, retry_after)) == expected
+    decide = RetryDecision(
+        RetryPolicy(initial_delay=100.0, max_retry_after=60.0), 3, Paused(until=0.0), clock=zero
+    )
+    verdict = decide(status_error(429, retry_after), 1)
+    assert verdict.retry
+    assert verdict.delay == expected
+
+
+class Paused:
+    """Flow control that says the whole client is paused until ``until``; no budget."""
+
+    def __init__(self, until: float) -> None:
+        self.paused_until: float | None = until
+
+    def take_retry(self) -> bool:
+        return True
+
+
+def zero() -> float:
+    return 0.0
+
+
+def decision(max_retries: int, **policy: object) -> RetryDecision:
+    return RetryDecision(RetryPolicy(**policy), max_retries, NoSignals())  # type: ignore[arg-type]
 
 
 async def test_retries_until_success_and_reports_each_retry() -> None:
@@ -116,8 +145,8 @@ async def test_retries_until_success_and_reports_each_retry() -> None:
             raise outcome
         return "ok"
 
-    policy = RetryPolicy(max_retries=3, initial_delay=0.0, sleep=sleep)
-    assert await call_with_retries(attempt, policy, on_retry=events.append) == "ok"
+    decide = decision(3, initial_delay=0.0)
+    assert await call_with_retries(attempt, decide, sleep=sleep, on_retry=events.append) == "ok"
     assert [event.attempt for event in events] == [1, 2]
     assert sleep.delays == [0.0, 0.0]
 
@@ -130,9 +159,9 @@ async def test_gives_up_after_max_retries_with_the_last_error() -> None:
         calls += 1
         raise status_error(503)
 
-    policy = RetryPolicy(max_retries=0, initial_delay=0.0)  # 0 disables retrying
+    decide = decision(0, initial_delay=0.0)  # 0 disables retrying
     with pytest.raises(APIStatusError) as caught:
-        await call_with_retries(attempt, policy)
+        await call_with_retries(attempt, decide)
     assert calls == 1
     assert caught.value.status_code == 503
 
@@ -146,7 +175,7 @@ async def test_max_retries_bounds_attempts() -> None:
         raise status_error(503)
 
     with pytest.raises(APIStatusError):
-        await call_with_retries(attempt, RetryPolicy(max_retries=3, initial_delay=0.0))
+        await call_with_retries(attempt, decision(3, initial_delay=0.0))
     assert calls == 4
 
 
@@ -159,7 +188,7 @@ async def test_non_retryable_error_is_raised_at_once() -> None:
         raise status_error(401)
 
     with pytest.raises(APIStatusError):
-        await call_with_retries(attempt, RetryPolicy(max_retries=5, initial_delay=0.0))
+        await call_with_retries(attempt, decision(5, initial_delay=0.0))
     assert calls == 1
 
 
@@ -172,8 +201,9 @@ async def test_no_retry_starts_past_the_deadline() -> None:
         calls += 1
         raise status_error(429, retry_after=30.0)
 
-    policy = RetryPolicy(max_retries=5, sleep=sleep)
+    now = anyio.current_time()
+    decide = RetryDecision(RetryPolicy(), 5, Paused(until=now), deadline=now + 10.0)
     with pytest.raises(APIStatusError):
-        await call_with_retries(attempt, policy, deadline=anyio.current_time() + 10.0)
+        await call_with_retries(attempt, decide, sleep=sleep)
     assert calls == 1  # a 30 s wait cannot fit in a 10 s budget
     assert sleep.delays == []

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import respx
 
-from rerank_async import ClientStatistics, RetryPolicy, ServerError
+from rerank_async import ClientStatistics, Limits, RetryPolicy, ServerError
 from rerank_async._flow.limiter import FairLimiter
 from rerank_async._hedging import race_hedged
 from tests.conftest import URL, SleepRecorder, make_client
@@ -41,7 +41,9 @@ async def test_statistics_while_batches_wait_for_slots(mock_api: respx.MockRoute
         return httpx.Response(200, json={"scores": [0.5] * 2})
 
     mock_api.post(URL).mock(side_effect=handler)
-    async with make_client(batch_size=2, min_batch_size=2, max_concurrency=2) as client:
+    async with make_client(
+        batch_size=2, max_concurrency=2, limits=Limits(min_batch_size=2)
+    ) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.score, "q", [f"d{i}" for i in range(8)])
             with anyio.fail_after(5):
@@ -57,11 +59,9 @@ async def test_statistics_while_batches_wait_for_slots(mock_api: respx.MockRoute
 async def test_set_retry_policy_changes_sleep_and_limits(mock_api: respx.MockRouter) -> None:
     route = mock_api.post(URL).mock(return_value=httpx.Response(503))
     sleep = SleepRecorder()
-    async with make_client(max_retries=5) as client:
-        client.set_retry_policy(
-            RetryPolicy(max_retries=2, initial_delay=1.0, sleep=sleep, uniform=lambda a, b: b)
-        )
-        assert client.options.retry.max_retries == 2
+    async with make_client(max_retries=2) as client:
+        client.set_retry_policy(RetryPolicy(initial_delay=1.0, sleep=sleep, uniform=lambda a, b: b))
+        assert client.options.retry.initial_delay == 1.0
         with pytest.raises(ServerError):
             await client.score("q", ["a"])
     assert route.call_count == 3
@@ -72,8 +72,8 @@ def test_set_retry_policy_checks_its_argument() -> None:
     client = make_client()
     with pytest.raises(TypeError, match="RetryPolicy"):
         client.set_retry_policy("fast")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_retries"):
-        client.set_retry_policy(RetryPolicy(max_retries=-1))
+    with pytest.raises(ValueError, match="retry.initial_delay"):
+        client.set_retry_policy(RetryPolicy(initial_delay=-1))
 
 
 async def test_race_hedged_copy_wins_and_gives_its_slot_back() -> None:

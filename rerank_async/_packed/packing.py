@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["PackedBatch", "Packer", "Piece", "split_packed", "unpack"]
+__all__ = [
+    "PackedBatch",
+    "Packer",
+    "Piece",
+    "split_by_owner",
+    "split_packed",
+    "unpack",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +152,11 @@ def split_packed(batch: PackedBatch, size: int) -> list[PackedBatch]:
     if last is not None:
         out.append(last)
     return out
+
+
+def split_by_owner(batch: PackedBatch) -> list[PackedBatch]:
+    """``batch`` as one request per call it carries, each call's pieces in their order."""
+    by_owner: dict[int, list[Piece]] = {}
+    for piece in batch.pieces:
+        by_owner.setdefault(piece.owner, []).append(piece)
+    return [PackedBatch(tuple(pieces)) for pieces in by_owner.values()]

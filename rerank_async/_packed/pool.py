@@ -15,6 +15,7 @@ Sending — the limiter, retries, encoding, errors — is the client's, through
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from itertools import islice
 
 import anyio
 
-from ._batching import ScoreSlots
-from ._packing import PackedBatch, Packer, split_packed, unpack
+from .._batching import ScoreSlots
+from .packing import PackedBatch, Packer, split_by_owner, split_packed, unpack
 
 __all__ = ["PackedRequest", "PairPool", "PooledCall"]
 
@@ -50,6 +51,7 @@ class PooledCall:
 
     __slots__ = (
         "batches",
+        "deadline",
         "done",
         "error",
         "input_tokens",
@@ -64,6 +66,8 @@ class PooledCall:
         self.query = query
         self.unique = unique
         self.slots = slots if slots is not None else ScoreSlots(len(unique))
+        # The call's deadline on anyio's clock: its requests are not retried past it.
+        self.deadline = math.inf
         self.done = anyio.Event()
         self.error: Exception | None = None
         self.batches = 0
@@ -136,16 +140,24 @@ class PoolScores:
 
 # Sends one packed request and returns its scores in pair order, or raises.
 SendPacked = Callable[[PackedRequest], Awaitable[PoolScores]]
-# Given a send's error: the smaller size to resend the request in, or None to fail it.
+# Given a send's error: the smaller size to resend the request in, or None.
 SplitSize = Callable[[Exception, int], "int | None"]
+# Given a send's error for good: whether it may belong to one query's documents alone.
+QuerySpecific = Callable[[Exception], bool]
 
 
 class PairPool:
     """Packs the documents of concurrent calls into shared requests.
 
+    A request that fails for good is split by query and each part resent alone, as
+    a "too large" request is split by size, so that a failure one query's documents
+    cause (a document the server cannot score) fails that query only.
+
     Use inside a task group that outlives every call::
 
-        pool = PairPool(batch_size=32, max_in_flight=8, send=send, split_size=split)
+        pool = PairPool(
+            batch_size=32, max_in_flight=8, send=send, split_size=split, query_specific=qs
+        )
         task_group.start_soon(pool.run)
         scores = await pool.score(call)   # from each call's task
 
@@ -154,14 +166,23 @@ class PairPool:
         max_in_flight: Requests sent at once (the client's ``max_concurrency``).
         send: Sends one request (limiter, retries and encoding included).
         split_size: Maps a failed send to the size to resend in, or ``None``.
+        query_specific: Whether a failure for good may be one query's alone (not a
+            refused key, say); only then is the request split by query.
     """
 
     def __init__(
-        self, *, batch_size: int, max_in_flight: int, send: SendPacked, split_size: SplitSize
+        self,
+        *,
+        batch_size: int,
+        max_in_flight: int,
+        send: SendPacked,
+        split_size: SplitSize,
+        query_specific: QuerySpecific,
     ) -> None:
         self._packer = Packer(batch_size)
         self._send = send
         self._split_size = split_size
+        self._query_specific = query_specific
         self._calls: dict[int, PooledCall] = {}
         self._next_id = 0
         self._ready: deque[PackedBatch] = deque()
@@ -270,6 +291,10 @@ class PairPool:
             self._shrink(size)
             # Resent first, in order, before anything queued after it.
             self._ready.extendleft(reversed(split_packed(request.batch, size)))
+            self._work.set()
+            return
+        if len(request.calls) > 1 and self._query_specific(error):
+            self._ready.extendleft(reversed(split_by_owner(request.batch)))
             self._work.set()
             return
         for call in request.calls.values():
