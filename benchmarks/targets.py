@@ -149,7 +149,7 @@ def rerank_async(engine: str | None) -> Runner:
     async def run(
         base_url: str, model: str, calls: Calls, batch_size: int
     ) -> tuple[list[list[float]], float, float, int]:
-        options: dict[str, Any] = {} if engine is None else {"http_engine": engine}
+        options: dict[str, Any] = {} if engine is None else {"http_client": engine}
         scores: list[list[float]] = [[] for _ in calls]
         async with RerankClient(
             base_url=base_url, model=model, batch_size=batch_size, max_concurrency=C, **options
@@ -259,7 +259,7 @@ async def worst_lag(base_url: str, engine: str | None, n: int, size: int) -> tup
     time the process was not scheduled; the second is the client's own share.
     """
     docs = [(f"{i} solar battery " * (size // 16 + 1))[:size] for i in range(n)]
-    options: dict[str, Any] = {} if engine is None else {"http_engine": engine}
+    options: dict[str, Any] = {} if engine is None else {"http_client": engine}
     async with RerankClient(base_url=base_url, model=MODEL, batch_size=1000, **options) as client:
         await client.score("warm up", docs[:10])
         worst = worst_cpu = 0.0

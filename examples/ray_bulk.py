@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from rerank_async import RetryPolicy
 from rerank_async.ray import rerank_dataset
 from rerank_async.server import ServerConfig, running_server
 
@@ -58,7 +59,7 @@ def main() -> None:
                     "model": "cross-encoder/ms-marco-MiniLM-L-12-v2",
                     "api_key": "unused",
                     "batch_size": 20,
-                    "max_retry_after": 0.5,
+                    "retry": RetryPolicy(max_retry_after=0.5),
                 },
             )
             scored.write_parquet(str(target))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
-from rerank_async import RerankClient, SyncRerankClient
+from rerank_async import ClientArguments, RerankClient, RetryPolicy, SyncRerankClient
 from rerank_async.server import RunningServer, ServerConfig, ServerStats, running_server
 
 __all__ = ["RerankerServer", "start_server"]
 
 # Tests should never wait out a real backoff: retries go again at once unless asked otherwise.
-_CLIENT_DEFAULTS: dict[str, Any] = {"retry_initial_delay": 0.0, "retry_max_delay": 0.0}
+_NO_BACKOFF = RetryPolicy(initial_delay=0.0, max_delay=0.0)
 
 
 class RerankerServer:
@@ -50,23 +50,25 @@ class RerankerServer:
         """Zero the server's counters."""
         self.running.reset_stats()
 
-    def client(self, **options: Any) -> RerankClient:
+    def client(self, **options: Unpack[ClientArguments]) -> RerankClient:
         """A new ``RerankClient`` pointed at this server; use it as ``async with``.
 
         Args:
             options: ``RerankClient`` options; ``base_url`` is this server's and
                 backoff waits are zero unless given.
         """
-        return RerankClient(**self._options(options))
+        return RerankClient(**self._with_defaults(options))
 
-    def sync_client(self, **options: Any) -> SyncRerankClient:
+    def sync_client(self, **options: Unpack[ClientArguments]) -> SyncRerankClient:
         """A new ``SyncRerankClient`` pointed at this server, closed when the test ends."""
-        client = SyncRerankClient(**self._options(options))
+        client = SyncRerankClient(**self._with_defaults(options))
         self._sync_clients.append(client)
         return client
 
-    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {"base_url": self.base_url, **_CLIENT_DEFAULTS, **options}
+    def _with_defaults(self, options: ClientArguments) -> ClientArguments:
+        arguments = ClientArguments(base_url=self.base_url, retry=_NO_BACKOFF)
+        arguments.update(options)
+        return arguments
 
     def close(self) -> None:
         for client in self._sync_clients:

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from .._exceptions import RerankError
 from .._models import RequestRecord
+from .._options import Limits
 from ._bench_args import BENCH_SERVER_DEFAULTS, add_bench_arguments
 from ._bench_cells import CellResult, best_cell
 from ._common import MissingExtraError, add_server_options, client_from_args, server_config_from
@@ -115,10 +116,10 @@ async def _run_cell(
         args,
         base_url=base_url,
         batch_size=batch_size,
-        min_batch_size=min(8, batch_size),
         max_concurrency=concurrency,
-        on_request=records.append,
+        limits=Limits(min_batch_size=min(8, batch_size)),
     ) as client:
+        client.on_request = records.append
         for _ in range(args.warmup):
             with contextlib.suppress(RerankError):
                 await client.score(query, documents)

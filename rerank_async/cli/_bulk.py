@@ -49,6 +49,7 @@ from .._client import RerankClient
 from .._constants import DEFAULT_RETRY_INITIAL_DELAY
 from .._exceptions import APIStatusError
 from .._many import RerankOutcome, RerankRequest
+from .._options import RetryPolicy
 from ._bulk_input import (
     BadLine,
     ChunkSource,
@@ -592,7 +593,7 @@ def run_bulk(args: argparse.Namespace) -> int:
             source, records = chunks, _jsonl_records(chunks, args.top_k)
             if args.input != "-" and never_blocks(stream):
                 counter = lambda: count_lines(args.input)  # noqa: E731
-        client = client_from_args(args, retry_initial_delay=args.retry_initial_delay)
+        client = client_from_args(args, retry=RetryPolicy(initial_delay=args.retry_initial_delay))
         output: _Output
         if _is_parquet(args.output):
             from ._bulk_parquet import ParquetOutput

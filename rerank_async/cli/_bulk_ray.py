@@ -21,9 +21,10 @@ import ray
 import ray.data
 from rich.text import Text
 
+from .._options import RetryPolicy
 from ..providers import resolve_provider
 from ..ray import rerank_dataset
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, client_arguments
 from ._output import stderr_console, summary_table
 
 __all__ = ["run_bulk_ray"]
@@ -39,18 +40,10 @@ def run_bulk_ray(args: argparse.Namespace) -> int:
         console.print(Text(f"rerank-async bulk: error: {problem}"), soft_wrap=True)
         return EXIT_USAGE
 
-    client_options: dict[str, Any] = {
-        "provider": args.provider,
-        "model": args.model,
-        "api_key": args.api_key,
-        "base_url": args.base_url,
-        "max_retries": args.max_retries,
-        "timeout": args.timeout,
-        "http_engine": args.engine,
-        "retry_initial_delay": args.retry_initial_delay,
-    }
-    if args.batch_size is not None:
-        client_options["batch_size"] = args.batch_size
+    client_options = client_arguments(args)
+    client_options["retry"] = RetryPolicy(initial_delay=args.retry_initial_delay)
+    # Concurrency is a total, divided across the actors below.
+    client_options.pop("max_concurrency", None)
     # The flag's default is "the provider decides": its total, divided across the actors.
     total_concurrency = (
         args.concurrency

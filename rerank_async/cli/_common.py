@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from .._client import RerankClient
+from .._config import ClientArguments
 from .._constants import DEFAULT_MAX_RETRIES
 from ..providers import provider_names
 
@@ -26,6 +27,7 @@ __all__ = [
     "add_client_options",
     "add_server_options",
     "add_verbose_option",
+    "client_arguments",
     "client_from_args",
     "one_line",
     "server_config_from",
@@ -110,25 +112,33 @@ def add_client_options(
     )
 
 
-def client_from_args(
-    args: argparse.Namespace, *, base_url: str | None = None, **options: Any
-) -> RerankClient:
-    """A client from the ``add_client_options`` flags, plus ``options`` (which win)."""
-    settings: dict[str, Any] = {
-        "provider": args.provider,
-        "model": args.model,
-        "api_key": args.api_key,
-        "base_url": base_url or args.base_url,
-        "max_retries": args.max_retries,
-        "timeout": args.timeout,
-        "http_engine": args.engine,
-    }
+def client_arguments(args: argparse.Namespace) -> ClientArguments:
+    """``RerankClient``'s arguments from the ``add_client_options`` flags."""
+    arguments = ClientArguments(
+        provider=args.provider,
+        model=args.model,
+        api_key=args.api_key,
+        base_url=args.base_url,
+        max_retries=args.max_retries,
+        timeout=args.timeout,
+        http_client=args.engine,
+    )
     if getattr(args, "batch_size", None) is not None:
-        settings["batch_size"] = args.batch_size
+        arguments["batch_size"] = args.batch_size
     if getattr(args, "concurrency", None) is not None:
-        settings["max_concurrency"] = args.concurrency
-    settings.update(options)
-    return RerankClient(**settings)
+        arguments["max_concurrency"] = args.concurrency
+    return arguments
+
+
+def client_from_args(
+    args: argparse.Namespace, **overrides: Unpack[ClientArguments]
+) -> RerankClient:
+    """A client from the ``add_client_options`` flags, plus ``overrides`` (which win)."""
+    arguments = client_arguments(args)
+    arguments.update(overrides)
+    if arguments.get("base_url") is None:
+        arguments["base_url"] = args.base_url
+    return RerankClient(**arguments)
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, api_key_flag: str) -> None:

@@ -52,7 +52,8 @@ def rerank_dataset(
         dataset: The rows to score.
         max_concurrency: The provider's total of requests in flight.
         actors: Actors in the (fixed-size) pool; each runs one client.
-        provider_limits: Other per-provider totals by client option name.
+        provider_limits: Other per-provider totals by ``Limits`` field name
+            (``max_requests_per_minute``, ``max_tokens_per_minute``).
         client_options: Other ``RerankClient`` keyword arguments.
         layout: ``"query"`` or ``"pair"``; see `RerankBatches`.
         query_column: See `RerankBatches`.

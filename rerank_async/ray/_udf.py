@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from .._client import RerankClient
 from .._many import RerankRequest
+from .._options import Limits
 from ._limits import split_limits
 
 __all__ = ["INVALID_ROW", "Layout", "OnError", "RerankBatches", "RerankSpec"]
@@ -126,7 +128,10 @@ def make_spec(
                 f"client_options must not set {name!r}: it is a provider total, divided "
                 f"across the actors; pass it as {_where(name)} instead"
             )
-    options.update(split_limits(totals, actors))
+    shares = split_limits(totals, actors)
+    options["max_concurrency"] = int(shares.pop("max_concurrency"))
+    if shares:  # the per-minute rates: each actor's Limits carry its share
+        options["limits"] = dataclasses.replace(options.get("limits") or Limits(), **shares)
     return RerankSpec(
         client_options=options,
         layout=layout,

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from rerank_async import RetryPolicy
 from rerank_async.ray import RerankBatches, rerank_dataset
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
@@ -33,7 +34,7 @@ def faulty_server() -> Iterator[RunningServer]:
 
 def client_options(server: RunningServer) -> dict[str, Any]:
     return {"base_url": server.base_url, "model": "m", "api_key": "k", "batch_size": 64,
-            "max_retries": 12, "retry_initial_delay": 0.0, "max_retry_after": 0.05,
+            "max_retries": 12, "retry": RetryPolicy(initial_delay=0.0, max_retry_after=0.05),
             "timeout": 20.0}  # fmt: skip
 
 

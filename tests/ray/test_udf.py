@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from rerank_async import RetryPolicy
 from rerank_async.ray import RerankBatches, rerank_dataset, split_limits
 from rerank_async.server import RunningServer, ServerConfig, running_server
 from rerank_async.server._scoring import score as reference_score
@@ -25,7 +26,7 @@ def server() -> Iterator[RunningServer]:
 
 def options(server: RunningServer, **extra: Any) -> dict[str, Any]:
     return {"base_url": server.base_url, "model": "m", "api_key": "k",
-            "retry_initial_delay": 0.0, **extra}  # fmt: skip
+            "retry": RetryPolicy(initial_delay=0.0), **extra}  # fmt: skip
 
 
 # -- limits ---------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import pytest
 from rerank_async import (
     APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    DeadlineExceededError,
     NotFoundError,
     RateLimitError,
     RerankClient,
@@ -26,6 +26,7 @@ from rerank_async import (
     ResponseTimeoutError,
     ResponseTooLargeError,
     ResponseValidationError,
+    RetryPolicy,
     ServerError,
 )
 
@@ -43,7 +44,7 @@ def client_for(
     server: HostileServer, behaviour: str, engine: str, **options: object
 ) -> RerankClient:
     options.setdefault("max_retries", 0)
-    options.setdefault("retry_initial_delay", 0.0)
+    options.setdefault("retry", RetryPolicy(initial_delay=0.0))
     options.setdefault("model", MODEL)
     return RerankClient(
         base_url=server.base_url(behaviour),
@@ -150,7 +151,7 @@ PROVOCATIONS: list[tuple[str, type[RerankError], dict[str, object]]] = [
     ("echo-500", ServerError, {"max_retries": 1}),
     ("echo-200", ResponseValidationError, {"max_retries": 1}),
     ("drop", APIConnectionError, {"max_retries": 1}),
-    ("hang", APITimeoutError, {"timeout": 5.0, "total_timeout": 0.3}),
+    ("hang", DeadlineExceededError, {"timeout": 5.0, "total_timeout": 0.3}),
     ("trickle", ResponseTimeoutError, {"timeout": 0.3}),
     ("big", ResponseTooLargeError, {}),
 ]
@@ -239,12 +240,12 @@ _RSS_PROBE = textwrap.dedent(
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     async def main(base, engine, hostile):
-        async with RerankClient(base_url=base + "/ok/v1", model="m", http_engine=engine) as c:
+        async with RerankClient(base_url=base + "/ok/v1", model="m", http_client=engine) as c:
             for _ in range(3):
                 await c.score("q", ["a", "b"])
         before = peak_kib()
         async with RerankClient(
-            base_url=base + "/" + hostile + "/v1", model="m", http_engine=engine, max_retries=0
+            base_url=base + "/" + hostile + "/v1", model="m", http_client=engine, max_retries=0
         ) as c:
             try:
                 await c.score("q", ["a", "b"])
@@ -314,7 +315,7 @@ _SPAN_PROBE = textwrap.dedent(
     async def main(url, key, engine):
         for behaviour in ("echo-401", "echo-500", "echo-200", "big"):
             async with RerankClient(
-                base_url=f"{url}/{behaviour}/v1", model="m", api_key=key, http_engine=engine,
+                base_url=f"{url}/{behaviour}/v1", model="m", api_key=key, http_client=engine,
                 max_retries=0,
             ) as client:
                 try:

@@ -10,10 +10,12 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from rerank_async import (
     AuthenticationError,
+    ClientArguments,
     Limits,
     RerankClient,
     RerankRequest,
@@ -138,10 +140,14 @@ def test_threads_share_one_bound(sync_server: RunningServer) -> None:
 
 
 def test_same_options_and_properties_as_rerank_client() -> None:
-    async_params = dict(inspect.signature(RerankClient.__init__).parameters)
-    sync_params = dict(inspect.signature(SyncRerankClient.__init__).parameters)
-    del async_params["http_client"]  # bound to one event loop: the sync client makes its own
-    assert sync_params == async_params
+    # The option list is written once, in RerankClient's signature; the sync client takes
+    # **Unpack[ClientArguments], whose keys must be exactly those parameters.
+    async_params = set(inspect.signature(RerankClient.__init__).parameters) - {"self"}
+    assert set(ClientArguments.__annotations__) == async_params
+    sync_params = inspect.signature(SyncRerankClient.__init__).parameters
+    assert [p.kind for p in sync_params.values()][1:] == [inspect.Parameter.VAR_KEYWORD]
+    with pytest.raises(TypeError, match="makes its own connections"):
+        SyncRerankClient(http_client=httpx.AsyncClient())
     with SyncRerankClient(model="acme/m", base_url="http://127.0.0.1:9/v1", batch_size=7) as c:
         twin = RerankClient(model="acme/m", base_url="http://127.0.0.1:9/v1", batch_size=7)
         assert c.options == twin.options

@@ -151,7 +151,7 @@ def test_without_a_provider_nothing_is_imported_or_emitted() -> None:
             with respx.mock:
                 respx.post({URL!r}).mock(return_value=httpx.Response(200, json={{"scores": [0.5]}}))
                 async with RerankClient(
-                    base_url={URL.rsplit("/", 2)[0]!r}, model={MODEL!r}, http_engine="httpx"
+                    base_url={URL.rsplit("/", 2)[0]!r}, model={MODEL!r}, http_client="httpx"
                 ) as c:
                     await c.rerank("q", ["a"])
 

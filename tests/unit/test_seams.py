@@ -72,7 +72,7 @@ def test_set_retry_policy_checks_its_argument() -> None:
     client = make_client()
     with pytest.raises(TypeError, match="RetryPolicy"):
         client.set_retry_policy("fast")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="retry.initial_delay"):
+    with pytest.raises(ValueError, match=r"retry\.initial_delay"):
         client.set_retry_policy(RetryPolicy(initial_delay=-1))
 
 
