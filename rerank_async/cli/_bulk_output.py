@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._batching import rank_indices
+from ._bulk_files import fsync_directory
 from ._bulk_input import LineMeta, RequestId
 from ._common import one_line
 
@@ -239,7 +240,7 @@ def _drop_error_records(path: str, fd: int) -> int:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
     os.close(fd)
     return new_fd
 
@@ -249,15 +250,6 @@ def _is_error_record(line: bytes, number: int, path: str) -> bool:
     if head is not None:
         return head.group(2) is not None
     return bool(line.strip()) and "error" in _load_record(line, number, path)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _scan(path: str, fd: int) -> DoneIds:

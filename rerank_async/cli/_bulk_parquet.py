@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .._many import RerankRequest
+from ._bulk_files import fsync_directory
 from ._bulk_input import BadLine, RequestId, parse_value
 from ._bulk_output import DUPLICATE_ID, DoneIds
 
@@ -352,16 +353,7 @@ def _write_atomically(table: pa.Table, final: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    fsync_directory(directory)
 
 
 def _read_part(part: str, columns: list[str] | None = None) -> pa.Table:
@@ -384,7 +376,7 @@ def _drop_error_rows(part: str) -> None:
     kept = table.filter(pc.invert(errors))
     if kept.num_rows == 0:
         os.unlink(part)  # atomic: the part's rows are all gone, or all still there
-        _fsync_directory(os.path.dirname(part))
+        fsync_directory(os.path.dirname(part))
         return
     _write_atomically(kept, part)
 
