@@ -23,6 +23,7 @@ from ._checks import (
     check_seconds,
     checked_documents,
     checked_query,
+    is_number,
     non_empty,
 )
 from ._constants import (
@@ -322,7 +323,7 @@ def _resolve_limits(
 
 
 def _check_number(name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"

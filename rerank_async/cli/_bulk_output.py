@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._batching import rank_indices
+from .._checks import is_int
 from ._bulk_files import fsync_directory
 from ._bulk_input import LineMeta, RequestId
 from ._common import one_line
@@ -296,4 +297,4 @@ def _load_record(line: bytes, number: int, path: str) -> dict[str, Any]:
 
 
 def _is_request_id(value: object) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool)
+    return isinstance(value, str) or is_int(value)
