@@ -7,6 +7,7 @@ import contextlib
 import os
 
 from .._constants import DEFAULT_RETRY_INITIAL_DELAY
+from ._bulk_files import special_file_problem
 from ._common import add_client_options, add_verbose_option
 
 __all__ = ["add_arguments", "usage_problem"]
@@ -26,6 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-failed",
         action="store_true",
         help="drop the output's error records first, so their lines run again",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output, even one bulk did not write, instead of resuming it",
+    )
+    parser.add_argument(
+        "--strict-resume",
+        action="store_true",
+        help="exit 1 naming the records whose input line changed, instead of rescoring them",
     )
     parser.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
     parser.add_argument(
@@ -77,6 +88,11 @@ def usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags of a local (not ``--ray``) run, or ``None``."""
     if args.output == "-":
         return "--output must be a file: a rerun reads it back to resume"
+    special = special_file_problem(args.output)
+    if special is not None:
+        return special
+    if args.overwrite and args.retry_failed:
+        return "--overwrite starts the output afresh: --retry-failed has nothing to retry"
     for flag, value in (
         ("--top-k", args.top_k),
         ("--max-pending", args.max_pending),

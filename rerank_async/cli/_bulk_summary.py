@@ -1,15 +1,23 @@
-"""The figures of one ``rerank-async bulk`` run: counts, latency, and the summary table's rows."""
+"""The figures of one ``rerank-async bulk`` run: counts, latency, the summary, the exit status."""
 
 from __future__ import annotations
 
 import random
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from rich.console import Console
+from rich.text import Text
+
+from ._bulk_records import shown_ids
+from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from ._output import percentile
 
-__all__ = ["BulkSummary", "summary_rows"]
+__all__ = ["EXIT_TERMINATED", "BulkSummary", "exit_code", "summary_rows"]
+
+EXIT_TERMINATED: Final = 128 + signal.SIGTERM
 
 # Latency percentiles are exact up to this many requests, then estimated from a uniform
 # sample of this size (reservoir sampling), so memory stays flat on any input.
@@ -55,6 +63,11 @@ class BulkSummary:
     # The client's adaptive concurrency limit: now, and the lowest it went this run.
     concurrency_limit: int | None = None
     lowest_concurrency_limit: int | None = None
+    # Lines whose record in the output answered another request under the same id: scored
+    # again (rescored), or with --strict-resume only counted (stale; the first ids kept).
+    rescored: int = 0
+    stale: int = 0
+    stale_ids: list[str | int] = field(default_factory=list)
     errors_by_type: Counter[str] = field(default_factory=Counter)
     latency: _Reservoir = field(default_factory=lambda: _Reservoir(_LATENCY_SAMPLE))
 
@@ -81,6 +94,8 @@ class BulkSummary:
             "requests_failed": self.failed,
             "lines_malformed": self.malformed,
             "requests_skipped": self.skipped,
+            "requests_rescored": self.rescored,
+            "records_stale": self.stale,
             "earlier_errors_kept": self.earlier_errors,
             "documents": self.documents,
             "wall_s": round(wall, 3),
@@ -138,6 +153,10 @@ def summary_rows(summary: BulkSummary) -> list[tuple[str, str]]:
                 " · ".join(f"{name} {n:,}" for name, n in summary.errors_by_type.most_common()),
             )
         )
+    if summary.rescored:
+        rows.append(("rescored (input changed)", f"{summary.rescored:,}"))
+    if summary.stale:
+        rows.append(("stale records kept (--strict-resume)", f"{summary.stale:,}"))
     if summary.earlier_errors:
         rows.append(("error records from earlier runs", f"{summary.earlier_errors:,}"))
     return rows
@@ -145,3 +164,33 @@ def summary_rows(summary: BulkSummary) -> list[tuple[str, str]]:
 
 def _ms(value: float) -> str:
     return "-" if value != value else f"{value:,.0f}"
+
+
+def exit_code(summary: BulkSummary, *, output: str, written: int, console: Console) -> int:
+    """The run's exit status, after one line on ``console`` saying why when it is not 0."""
+
+    def say(message: str) -> None:
+        console.print(Text(f"rerank-async: {message}"), soft_wrap=True)
+
+    if summary.interrupted_by is not None:
+        say(
+            f"{summary.interrupted_by}: stopped with {written:,} new records in "
+            f"{output}; run the same command again to resume"
+        )
+        return EXIT_TERMINATED if summary.interrupted_by == "SIGTERM" else EXIT_INTERRUPTED
+    if summary.stale:
+        ids = shown_ids(summary.stale_ids, summary.stale)
+        say(
+            f"--strict-resume: {summary.stale:,} records in {output} answer another "
+            f"request than their input line now has (ids {ids}); they were kept as they are; "
+            "rerun without --strict-resume to score them again"
+        )
+        return EXIT_FAILURE
+    errors = summary.failed + summary.malformed + summary.earlier_errors
+    if errors:
+        say(
+            f"{errors:,} error records in {output}; rerun with --retry-failed to run "
+            "those lines again"
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
