@@ -148,9 +148,11 @@ class OutputFile:
 
 
 def _open_locked(path: str) -> int:
-    # O_NONBLOCK: a pipe that appeared since the path was checked must not hang the open.
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
-    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+    # O_NONBLOCK: a pipe that appeared since the path was checked must not hang the open;
+    # O_NOCTTY: nor may a terminal become the process's. Neither exists on Windows.
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags, 0o644)
     try:
         check_regular(fd, path)
         lock(fd, path)
