@@ -4,8 +4,8 @@ One input line is one request, ``{"id"?, "query", "documents": [...], "top_k"?}`
 output line is one record, written as soon as its request is done (so in completion order,
 not input order)::
 
-    {"id": 7, "scores": [...input order...], "ranking": [best index first, ...]}
-    {"id": 8, "error": {"type": "RateLimitError", "message": "...", "line": 8}}
+    {"id": 7, "fingerprint": "b2v1:...", "scores": [...input order...], "ranking": [...]}
+    {"id": 8, "fingerprint": "b2v1:...", "error": {"type": "RateLimitError", ...}}
 
 Crash safety rests on two rules. Each record is one ``os.write`` of its complete bytes to a
 file opened with ``O_APPEND``, with no buffering in between, so a process killed between
@@ -13,11 +13,15 @@ writes leaves whole lines only, and Ctrl-C (handled, never raised mid-write) alw
 Only ``kill -9`` landing inside the write of a record larger than a page can leave part of
 it (Linux checks for fatal signals between the pages of a write), and only as the last
 line: so a run that finds an incomplete last line (that, an older buffered writer, a full
-disk) cuts it off and warns before it appends anything. Resuming then only needs the set
-of ids already in the output. See ``docs/bulk.md``.
+disk) cuts it off and warns before it appends anything, once it has read the whole file
+and found it to be bulk's (``_bulk_output.py``). Resuming then needs the ids already in
+the output and their fingerprints: a record whose fingerprint differs from its line's
+answered another request, and the line runs again (``DoneIds.verdict`` decides). See
+``docs/bulk.md``.
 
-Parquet input and output (``_bulk_parquet.py``) plug into the same run: a source of
-numbered records, and an output with the same ``write``/``close`` as `OutputFile`.
+Parquet input and output (``_bulk_parquet_input.py``, ``_bulk_parquet.py``) plug into the
+same run: a source of numbered records, and an output with the same
+``write``/``supersede``/``close`` as `OutputFile`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from .._exceptions import APIStatusError
 from .._many import RerankOutcome, RerankRequest
 from ._bulk_args import add_arguments, usage_problem
 from ._bulk_display import Display
+from ._bulk_files import PARQUET_SUFFIXES
 from ._bulk_input import (
     BadLine,
     ChunkSource,
@@ -221,7 +226,7 @@ class _BulkRun:
             self.seen.add(key)
             line_fingerprint = None if isinstance(parsed, BadLine) else self._fingerprint(parsed)
             verdict = self.done.verdict(key, line_fingerprint)
-            self.done.forget(key)  # seen now holds it; keep one set per id, not two
+            was_error = self.done.forget(key)  # seen holds it now; one set per id, not two
             if verdict is Verdict.SKIP:
                 self._skip()
                 continue
@@ -230,6 +235,8 @@ class _BulkRun:
                     self._stale(key)
                     continue
                 summary.rescored += 1
+                # The old record goes at the end: an error it was no longer counts.
+                summary.earlier_errors -= was_error
                 self.output.supersede(key)
             if isinstance(parsed, BadLine):
                 self._bad_line(parsed)
@@ -429,7 +436,7 @@ def _is_parquet(path: str) -> bool:
 
     Decided without importing pyarrow, so a JSONL run never pays for it.
     """
-    if not (path.lower().endswith((".parquet", ".pq")) or os.path.isdir(path)):
+    if not (path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path)):
         return False
     try:
         import pyarrow.parquet  # noqa: F401

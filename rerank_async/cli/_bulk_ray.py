@@ -30,6 +30,7 @@ from .._client import RerankClient
 from ..providers import resolve_provider
 from ..ray import rerank_dataset
 from ._bulk_files import (
+    PARQUET_SUFFIXES,
     clear_parquet_directory,
     clutter_problem,
     dataset_clutter,
@@ -184,7 +185,7 @@ def _add_fingerprints(batch: pa.Table, *, provider: str, model: str) -> pa.Table
 
 
 def _read(path: str) -> ray.data.Dataset:
-    if path.lower().endswith((".parquet", ".pq")) or os.path.isdir(path):
+    if path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path):
         return ray.data.read_parquet(path)
     return ray.data.read_json(path, lines=True)
 

@@ -210,10 +210,15 @@ class DoneIds:
             return Verdict.SKIP
         return Verdict.STALE
 
-    def forget(self, request_id: RequestId) -> None:
-        """Drop an id once its line was read: the run's own set of seen ids holds it now."""
-        if self.ok.pop(request_id, _ABSENT) is _ABSENT:
-            self.failed.pop(request_id, None)
+    def forget(self, request_id: RequestId) -> bool:
+        """Drop an id once its line was read (the run's own set of seen ids holds it now).
+
+        Returns:
+            Whether its record was an error record.
+        """
+        if self.ok.pop(request_id, _ABSENT) is not _ABSENT:
+            return False
+        return self.failed.pop(request_id, _ABSENT) is not _ABSENT
 
 
 _ABSENT: Final[Any] = object()

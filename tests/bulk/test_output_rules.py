@@ -266,3 +266,24 @@ def test_a_run_stopped_before_its_tidy_up_keeps_the_newer_record(tmp_path: Path)
     assert done.duplicate_lines == {4}
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["b", "b", "a"]
     assert "1 ids had an old record beside a newer one" in warnings[0]
+
+
+def test_a_failed_line_that_changed_is_rescored_and_its_error_record_goes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    requests = make_requests(4, seed=6, sizes=[2, 3, 2, 3])
+    write_jsonl(source, requests)
+    with running_server(ServerConfig(api_key="right")) as guarded:
+        url = guarded.base_url
+        code, _, _ = bulk(capsys, str(source), "-o", str(out), "--api-key", "wrong", base_url=url)
+        assert code == 1
+        assert all("error" in r for r in read_records(out))
+        write_jsonl(source, changed(requests))  # r0 and r1 changed: they run again
+        code, _, err = bulk(capsys, str(source), "-o", str(out), "--api-key", "right", "-q",
+                            base_url=url)  # fmt: skip
+        assert code == 1  # r2 and r3 keep their error records (a plain rerun keeps errors)
+        assert "2 error records" in err
+    records = {r["id"]: r for r in read_records(out)}
+    assert len(records) == 4 == len(read_records(out))
+    assert {i for i, r in records.items() if "error" not in r} == {"r0", "r1"}
