@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 import threading
@@ -48,7 +47,7 @@ from .._exceptions import APIStatusError
 from .._many import RerankOutcome, RerankRequest
 from ._bulk_args import add_arguments, usage_problem
 from ._bulk_display import Display
-from ._bulk_files import PARQUET_SUFFIXES
+from ._bulk_files import is_parquet
 from ._bulk_input import (
     BadLine,
     ChunkSource,
@@ -375,7 +374,7 @@ def run_bulk(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         console.print(Text(f"rerank-async: warning: {message}", style="yellow"), soft_wrap=True)
 
-    parquet_input = args.input != "-" and _is_parquet(args.input)
+    parquet_input = args.input != "-" and is_parquet(args.input)
     with contextlib.ExitStack() as stack:
         source: _Source
         counter: Callable[[], int] | None = None
@@ -394,7 +393,7 @@ def run_bulk(args: argparse.Namespace) -> int:
                 counter = lambda: count_lines(args.input)  # noqa: E731
         client = client_from_args(args, retry_initial_delay=args.retry_initial_delay)
         output: _Output
-        if _is_parquet(args.output):
+        if is_parquet(args.output):
             from ._bulk_parquet import ParquetOutput
 
             output, done = ParquetOutput.open(
@@ -429,17 +428,3 @@ def run_bulk(args: argparse.Namespace) -> int:
             json.dump(summary.as_json(), handle, indent=2)
             handle.write("\n")
     return exit_code(summary, output=args.output, written=output.written, console=console)
-
-
-def _is_parquet(path: str) -> bool:
-    """Parquet by the path's extension (or an existing directory); needs the extra.
-
-    Decided without importing pyarrow, so a JSONL run never pays for it.
-    """
-    if not (path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path)):
-        return False
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError as error:
-        raise MissingExtraError(f"{error}: install rerank-async[parquet]") from error
-    return True

@@ -17,6 +17,8 @@ import stat
 import sys
 from typing import Final
 
+from ._common import MissingExtraError
+
 __all__ = [
     "PARQUET_SUFFIXES",
     "OutputRefusedError",
@@ -25,6 +27,7 @@ __all__ = [
     "clutter_problem",
     "dataset_clutter",
     "fsync_directory",
+    "is_parquet",
     "lock",
     "not_ours",
     "special_file_problem",
@@ -36,6 +39,20 @@ _OVERWRITE_HINT: Final = "name another output, or pass --overwrite to replace it
 
 class OutputRefusedError(ValueError):
     """The output exists and is not bulk's own (or cannot be one); nothing was changed."""
+
+
+def is_parquet(path: str) -> bool:
+    """Parquet by the path's extension (or an existing directory); needs the extra.
+
+    Decided without importing pyarrow, so a JSONL run never pays for it.
+    """
+    if not (path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path)):
+        return False
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(f"{error}: install rerank-async[parquet]") from error
+    return True
 
 
 def special_file_problem(path: str) -> str | None:
