@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         'Rerank every request of a JSONL file ({"id"?, "query", "documents", '
         '"top_k"?} per line) into a JSONL output, one record per request. A rerun resumes: '
-        "ids already in the output are skipped. Parquet in and out by extension (extra parquet); "
-        "--ray runs the job on Ray Data (extra ray). See docs/bulk.md and docs/distributed.md."
+        "lines whose record in the output still answers them (same id, same fingerprint) are "
+        "skipped, changed ones scored again; an existing file that bulk did not write is never "
+        "changed. Parquet in and out by extension (extra parquet); --ray runs the job on Ray "
+        "Data (extra ray). See docs/bulk.md and docs/distributed.md."
     )
     parser.add_argument("input", help="requests, one JSON object per line; '-' reads stdin")
     parser.add_argument("-o", "--output", required=True, help="records file (appended to, resumed)")
