@@ -38,6 +38,7 @@ _RECORD_START: Final = b'{"id":'
 # A longer line is no record of ours (5,000 documents with their fields take ~1 MiB); the
 # bound keeps the scan of someone else's file (one endless line) from filling memory.
 _MAX_LINE_BYTES: Final = 256 << 20
+_RESUME_HINT: Final = "once there is room, run the same command again to resume"
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -122,12 +123,20 @@ class OutputFile:
             OSError: The write failed; a partly written record is taken back out first.
         """
         data = _encode(record)
-        written = os.write(self._fd, data)
+        try:
+            written = os.write(self._fd, data)
+        except OSError as error:  # ENOSPC with nothing written, EFBIG, EIO: name the file
+            raise OSError(error.errno, f"{error.strerror}; {_RESUME_HINT}", self.path) from error
         if written != len(data):
             # Only a full disk (or a file size limit) writes part of a regular-file write.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
-            raise OSError(errno.ENOSPC, f"wrote {written} of {len(data)} bytes", self.path)
+            raise OSError(
+                errno.ENOSPC,
+                f"{os.strerror(errno.ENOSPC)} (a record fitted {written} of its {len(data)} "
+                f"bytes, and was taken back out); {_RESUME_HINT}",
+                self.path,
+            )
         self.written += 1
 
     def supersede(self, request_id: RequestId) -> None:
@@ -180,9 +189,11 @@ def _scan(path: str, fd: int) -> tuple[DoneIds, int]:
             if not line.endswith(b"\n"):
                 if len(line) > _MAX_LINE_BYTES:
                     raise not_ours(path, f"line {number} is longer than 256 MiB")
-                if not line.startswith(_RECORD_START):
+                # A record cut by a crash (only the last line can be one), or the run of
+                # NUL bytes a power cut can leave where the file grew but its data did not.
+                if not (line.startswith(_RECORD_START) or not line.strip(b"\0")):
                     raise not_ours(path, f"its last line {number} is not a record")
-                partial = len(line)  # a record cut by a crash: only the last line can be
+                partial = len(line)
                 break
             if not line.strip():
                 continue

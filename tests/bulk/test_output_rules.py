@@ -144,6 +144,7 @@ def test_a_full_disk_gives_one_line_and_a_complete_rerun(
     err = full.stderr.decode()
     assert full.returncode == 1, err
     assert str(out) in err
+    assert "run the same command again to resume" in err
     assert "Traceback" not in err
     data = out.read_bytes()
     assert data.endswith(b"\n")  # the record cut by the full disk was taken back out

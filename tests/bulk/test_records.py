@@ -169,6 +169,7 @@ def test_lone_surrogates_are_written_escaped(tmp_path: Path) -> None:
     [
         (b'{"id":1,"scores":[]}\n{"id":2,"sco', b'{"id":1,"scores":[]}\n'),
         (b'{"id":1,"sco', b""),
+        (b'{"id":1,"scores":[]}\n' + b"\0" * 4000, b'{"id":1,"scores":[]}\n'),  # power cut
         (
             b'{"id":1,"scores":[]}\n{"id":2,"scores":[' + b"0.5," * 50_000,  # > 1 block
             b'{"id":1,"scores":[]}\n',
