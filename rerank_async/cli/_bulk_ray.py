@@ -71,10 +71,11 @@ def run_bulk_ray(args: argparse.Namespace) -> int:
         if args.concurrency is not None
         else resolve_provider(args.provider).default_max_concurrency
     )
+    # Built on the driver only to read the resolved model (it opens no connection), and
+    # before --overwrite deletes anything, so that a bad option leaves the output alone.
+    resolved = RerankClient(**client_options)
     if args.overwrite:
         _clear(args.output, console)
-    # Built on the driver only to read the resolved model: it opens no connection.
-    resolved = RerankClient(**client_options)
     started_here = not ray.is_initialized()
     if started_here:
         # A cluster at $RAY_ADDRESS when set (ray.init reads it), else a local one.
