@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._checks import check_int, check_seconds
+from ._checks import check_int, check_seconds, is_number
 from ._constants import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRY_BUDGET_PER_SECOND,
@@ -122,7 +122,7 @@ class RetryPolicy:
 
 def check_number(name: str, value: object, *, positive: bool) -> float:
     """``value`` as a finite number, ``> 0`` when ``positive``, else ``>= 0``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "> 0" if positive else ">= 0"

@@ -16,6 +16,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from .._checks import InvalidRecordError, check_record
 from .._many import RerankRequest
 from ._common import one_line
 
@@ -111,88 +112,19 @@ def parse_value(
     Returns:
         The request (its ``metadata`` a `LineMeta`), or a `BadLine`.
     """
-    if not isinstance(value, dict):
-        return BadLine(line, line, f"expected a JSON object, got {_json_type(value)}")
-
-    raw_id = value.get("id")
-    request_id: RequestId = line
-    if raw_id is not None:
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-            return BadLine(
-                line, line, f"'id' must be a string or an integer, got {_json_type(raw_id)}"
-            )
-        request_id = raw_id
-
-    def bad(message: str) -> BadLine:
-        return BadLine(request_id, line, message)
-
-    if "query" not in value:
-        return bad("missing 'query'")
-    query = value["query"]
-    if not isinstance(query, str):
-        return bad(f"'query' must be a string, got {_json_type(query)}")
-    if not query.strip():
-        return bad("'query' must not be blank")
-
-    if "documents" not in value:
-        return bad("missing 'documents'")
-    documents = value["documents"]
-    if not isinstance(documents, list):
-        return bad(f"'documents' must be a list, got {_json_type(documents)}")
-    texts: list[str] = []
-    fields: list[dict[str, Any]] | None = None
-    for index, document in enumerate(documents):
-        if isinstance(document, str):
-            texts.append(document)
-            if fields is not None:
-                fields.append({})
-            continue
-        if not isinstance(document, dict):
-            return bad(
-                f"documents[{index}] must be a string or an object with 'text', "
-                f"got {_json_type(document)}"
-            )
-        document_text = document.get("text")
-        if not isinstance(document_text, str):
-            found = "no 'text'" if "text" not in document else f"{_json_type(document_text)} 'text'"
-            return bad(f"documents[{index}] has {found}; it needs a string 'text'")
-        reserved = [name for name in RESERVED_DOCUMENT_FIELDS if name in document]
-        if reserved:
-            return bad(
-                f"documents[{index}] has a field {reserved[0]!r}, which the output uses for its "
-                "own value; rename it"
-            )
-        if fields is None:
-            fields = [{} for _ in texts]
-        texts.append(document_text)
-        fields.append({key: item for key, item in document.items() if key != "text"})
-
-    top_k = value.get("top_k")
-    if top_k is None:
-        top_k = default_top_k
-    elif isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        return bad(f"'top_k' must be an integer >= 1, got {json.dumps(top_k)}")
+    try:
+        record = check_record(value, reserved_fields=RESERVED_DOCUMENT_FIELDS)
+    except InvalidRecordError as error:
+        bad_id = line if error.record_id is None else error.record_id
+        return BadLine(bad_id, line, str(error))
+    top_k = record.top_k if record.top_k is not None else default_top_k
     return RerankRequest(
-        query=query,
-        documents=texts,
-        id=request_id,
+        query=record.query,
+        documents=record.documents,
+        id=line if record.id is None else record.id,
         top_k=top_k,
-        metadata=LineMeta(line=line, fields=fields),
+        metadata=LineMeta(line=line, fields=record.fields),
     )
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 def count_lines(path: str) -> int:

@@ -1,4 +1,13 @@
-"""Writing ``rerank-async bulk`` output: one crash-safe record per line, and resume state."""
+"""Writing ``rerank-async bulk`` output: one crash-safe record per line, and resume state.
+
+An existing output is read, read-only, from its first byte to its last before anything
+in it changes: every complete line must be a bulk record, and a last line without its
+line break must be the start of one (``{"id":``, as every record begins). Only then is
+such a line cut off, error records dropped (``--retry-failed``) or old records of
+rescored ids removed. Anything else is not bulk's file, and is left byte for byte as it
+was. The records themselves are the signature (no header line, no sidecar file): the
+output stays plain JSONL for every reader, and its proof of origin travels with it.
+"""
 
 from __future__ import annotations
 
@@ -8,66 +17,28 @@ import json
 import os
 import re
 import stat
-import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .._batching import rank_indices
-from ._bulk_input import LineMeta, RequestId
+from .._checks import is_int
+from ._bulk_files import check_regular, fsync_directory, lock, not_ours
+from ._bulk_input import RequestId
+from ._bulk_records import DUPLICATE_ID, DoneIds
 from ._common import one_line
 
-__all__ = ["DoneIds", "OutputFile", "error_record", "success_record"]
+__all__ = ["OutputFile"]
 
-
-# Error types of records that come from the input rather than from a request.
-DUPLICATE_ID: Final = "DuplicateId"
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-
-def success_record(
-    request_id: RequestId,
-    scores: list[float],
-    *,
-    top_k: int | None,
-    meta: LineMeta | None,
-    input_tokens: int | None,
-) -> dict[str, Any]:
-    """The output record of a request that succeeded.
-
-    ``ranking`` lists input indices best first (ties: lower index first), cut to
-    ``top_k``; when the documents were objects, ``documents`` lists their other fields
-    in the same order, each with its ``index`` and ``score``.
-    """
-    ranking = rank_indices(scores, top_k)
-    record: dict[str, Any] = {"id": request_id, "scores": scores, "ranking": ranking}
-    if meta is not None and meta.fields is not None:
-        fields = meta.fields
-        record["documents"] = [{"index": i, "score": scores[i], **fields[i]} for i in ranking]
-    if input_tokens is not None:
-        record["input_tokens"] = input_tokens
-    return record
-
-
-def error_record(
-    request_id: RequestId,
-    *,
-    type_name: str,
-    message: str,
-    line: int | None,
-    status_code: int | None = None,
-) -> dict[str, Any]:
-    """The output record of a request that failed or a line that was malformed."""
-    error: dict[str, Any] = {"type": type_name, "message": message}
-    if status_code is not None:
-        error["status_code"] = status_code
-    if line is not None:
-        error["line"] = line
-    # "id" then "error" first: OutputFile's fast scan relies on this order.
-    return {"id": request_id, "error": error}
+# A record as this module writes it: the id, its fingerprint, then "scores" or "error".
+_RECORD_HEAD: Final = re.compile(
+    rb'\{"id":(-?\d+|"(?:[^"\\]|\\.)*")(?:,"fingerprint":"([^"\\]*)")?,"(scores|error)":'
+)
+# How every record this module writes begins: the test for a line cut by a crash.
+_RECORD_START: Final = b'{"id":'
+# A longer line is no record of ours (5,000 documents with their fields take ~1 MiB); the
+# bound keeps the scan of someone else's file (one endless line) from filling memory.
+_MAX_LINE_BYTES: Final = 256 << 20
+_RESUME_HINT: Final = "once there is room, run the same command again to resume"
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -78,32 +49,8 @@ def _encode(record: dict[str, Any]) -> bytes:
         return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
 
 
-# A record as this module writes it: the id first, then "error" for an error record.
-_RECORD_HEAD: Final = re.compile(rb'\{"id":(-?\d+|"(?:[^"\\]|\\.)*")(?=[,}])(,"error":)?')
-
-
-@dataclass
-class DoneIds:
-    """What an existing output already holds, for resuming.
-
-    Attributes:
-        ok: Ids with a success record.
-        failed: Ids with an error record.
-        duplicate_lines: Input lines already reported as duplicate ids (their ids are
-            in neither set).
-        records: Records in the file.
-        error_records: Error records in the file.
-    """
-
-    ok: set[RequestId] = field(default_factory=set)
-    failed: set[RequestId] = field(default_factory=set)
-    duplicate_lines: set[int] = field(default_factory=set)
-    records: int = 0
-    error_records: int = 0
-
-
 class OutputFile:
-    """The output JSONL: repaired and scanned on open, appended to one whole record at a time.
+    """The output JSONL: checked and scanned on open, appended to one whole record at a time.
 
     Holds an exclusive ``flock`` while open, so two runs cannot append to one file.
     """
@@ -111,38 +58,59 @@ class OutputFile:
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
         self._fd = fd
+        self._superseded: set[RequestId] = set()
         self.written = 0
 
     @classmethod
     def open(
-        cls, path: str, *, retry_failed: bool, warn: Callable[[str], None]
+        cls,
+        path: str,
+        *,
+        retry_failed: bool,
+        warn: Callable[[str], None],
+        overwrite: bool = False,
     ) -> tuple[OutputFile, DoneIds]:
-        """Open (or create) the output, cut an incomplete last line, and read its ids.
+        """Open (or create) the output, check it is bulk's, repair it, and read its records.
 
         Args:
             path: The output file.
             retry_failed: Drop the error records first (atomically, by rewriting the
                 file beside itself), so their requests run again.
-            warn: Called with a one-line message when a partial line is removed.
+            warn: Called with a one-line message when the file is repaired.
+            overwrite: Empty an existing file, whatever it holds, instead of resuming.
 
         Returns:
-            The open file and the ids it holds.
+            The open file and what it holds.
 
         Raises:
             OSError: The file cannot be opened or is locked by another run.
-            ValueError: A line of the file is not a bulk output record.
+            OutputRefusedError: It is not a regular file, or not a bulk output; it was
+                not changed.
         """
         fd = _open_locked(path)
         try:
-            removed = _cut_partial_line(fd)
-            if removed:
+            if overwrite:
+                if os.fstat(fd).st_size:
+                    warn(f"{path}: --overwrite: emptied it; every line runs")
+                os.ftruncate(fd, 0)
+                return cls(path, fd), DoneIds()
+            done, partial = _scan(path, fd)  # read-only: raises before any change
+            if partial:
+                os.ftruncate(fd, os.fstat(fd).st_size - partial)
                 warn(
-                    f"{path}: removed an incomplete last line ({removed:,} bytes) left by an "
+                    f"{path}: removed an incomplete last line ({partial:,} bytes) left by an "
                     "interrupted write; its request runs again"
                 )
-            if retry_failed:
-                fd = _drop_error_records(path, fd)
-            done = _scan(path, fd)
+            if retry_failed and done.error_records:
+                fd = _rewrite(path, fd, lambda head, _: head[2] is None)
+                done, _ = _scan(path, fd)
+            if done.repeated:
+                fd = _keep_last_records(path, fd, done.repeated)
+                warn(
+                    f"{path}: {len(done.repeated):,} ids had an old record beside a newer one "
+                    "(a run stopped before it removed them): removed the old ones"
+                )
+                done, _ = _scan(path, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -155,68 +123,149 @@ class OutputFile:
             OSError: The write failed; a partly written record is taken back out first.
         """
         data = _encode(record)
-        written = os.write(self._fd, data)
+        try:
+            written = os.write(self._fd, data)
+        except OSError as error:  # ENOSPC with nothing written, EFBIG, EIO: name the file
+            raise OSError(error.errno, f"{error.strerror}; {_RESUME_HINT}", self.path) from error
         if written != len(data):
             # Only a full disk (or a file size limit) writes part of a regular-file write.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
-            raise OSError(errno.ENOSPC, f"wrote {written} of {len(data)} bytes", self.path)
+            raise OSError(
+                errno.ENOSPC,
+                f"{os.strerror(errno.ENOSPC)} (a record fitted {written} of its {len(data)} "
+                f"bytes, and was taken back out); {_RESUME_HINT}",
+                self.path,
+            )
         self.written += 1
 
+    def supersede(self, request_id: RequestId) -> None:
+        """Note that this run scores ``request_id`` again: its old record goes at `close`."""
+        self._superseded.add(request_id)
+
     def close(self) -> None:
-        if self._fd >= 0:
+        """Remove the old records of rescored ids (their last record stays), then unlock."""
+        if self._fd < 0:
+            return
+        try:
+            if self._superseded:
+                self._fd = _keep_last_records(self.path, self._fd, self._superseded)
+                self._superseded.clear()
+        finally:
             os.close(self._fd)  # also releases the lock
             self._fd = -1
 
 
 def _open_locked(path: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # O_NONBLOCK: a pipe that appeared since the path was checked must not hang the open;
+    # O_NOCTTY: nor may a terminal become the process's. Neither exists on Windows.
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags, 0o644)
     try:
-        _lock(fd, path)
+        check_regular(fd, path)
+        lock(fd, path)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _lock(fd: int, path: str) -> None:
-    if sys.platform == "win32":  # no flock; the run is still crash-safe, just not exclusive
-        return
-    import fcntl
+# What the scan needs of one record: id, fingerprint, error type (None: a success), line.
+_Head = tuple[RequestId, str | None, str | None, object]
 
+
+def _scan(path: str, fd: int) -> tuple[DoneIds, int]:
+    """Read every record, changing nothing; returns them and the length of a cut last line.
+
+    Raises:
+        OutputRefusedError: A line is not a bulk record.
+    """
+    done = DoneIds()
+    partial = 0
+    with open(os.dup(fd), "rb") as handle:
+        handle.seek(0)
+        for number, line in enumerate(iter(lambda: handle.readline(_MAX_LINE_BYTES + 1), b""), 1):
+            if not line.endswith(b"\n"):
+                if len(line) > _MAX_LINE_BYTES:
+                    raise not_ours(path, f"line {number} is longer than 256 MiB")
+                # A record cut by a crash (only the last line can be one), or the run of
+                # NUL bytes a power cut can leave where the file grew but its data did not.
+                if not (line.startswith(_RECORD_START) or not line.strip(b"\0")):
+                    raise not_ours(path, f"its last line {number} is not a record")
+                partial = len(line)
+                break
+            if not line.strip():
+                continue
+            request_id, fingerprint, error_type, error_line = _head(line, number, path)
+            done.add(request_id, fingerprint, error_type=error_type, line=error_line)
+    return done, partial
+
+
+def _head(line: bytes, number: int, path: str) -> _Head:
+    head = _RECORD_HEAD.match(line)
+    if head is not None and head.group(3) == b"scores":
+        # A success record as written here: its scores need not be decoded to resume.
+        raw = head.group(2)
+        fingerprint = None if raw is None else raw.decode()
+        return json.loads(head.group(1)), fingerprint, None, None
+    record = _load_record(line, number, path)
+    fingerprint = record.get("fingerprint")
+    fingerprint = fingerprint if isinstance(fingerprint, str) else None
+    if "error" not in record:
+        return record["id"], fingerprint, None, None
+    error = record["error"]
+    error_type = error.get("type") if isinstance(error, dict) else None
+    error_line = error.get("line") if isinstance(error, dict) else None
+    return record["id"], fingerprint, error_type if isinstance(error_type, str) else "?", error_line
+
+
+def _load_record(line: bytes, number: int, path: str) -> dict[str, Any]:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as error:
-        raise OSError(
-            errno.EBUSY, "another rerank-async bulk run is writing to this output", path
-        ) from error
+        record: object = json.loads(line)
+    except ValueError as error:
+        raise not_ours(path, f"line {number} is not valid JSON: {one_line(error)}") from error
+    if not isinstance(record, dict):
+        raise not_ours(path, f"line {number} is not a JSON object")
+    request_id = record.get("id")
+    if not (isinstance(request_id, str) or is_int(request_id)):
+        raise not_ours(path, f"line {number} has no string or integer 'id'")
+    if not isinstance(record.get("scores"), list) and "error" not in record:
+        raise not_ours(path, f"line {number} has neither 'scores' nor 'error'")
+    return record
 
 
-def _cut_partial_line(fd: int) -> int:
-    """Truncate the file after its last newline; returns the bytes removed."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return 0
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        block = os.pread(fd, end - start, start)
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            keep = start + newline + 1
-            break
-        end = start
-    else:
-        keep = 0
-    os.ftruncate(fd, keep)
-    return size - keep
+def _keep_last_records(path: str, fd: int, ids: set[RequestId]) -> int:
+    """Rewrite the output keeping, of each id in ``ids``, only its last record."""
+    last: dict[RequestId, int] = {}
+    with open(os.dup(fd), "rb") as handle:
+        handle.seek(0)
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                request_id, _, error_type, error_line = _head(line, number, path)
+                if request_id in ids and not _marks_a_line(error_type, error_line):
+                    last[request_id] = number
+
+    def keep(head: _Head, number: int) -> bool:
+        request_id, _, error_type, error_line = head
+        if request_id not in last or _marks_a_line(error_type, error_line):
+            return True
+        return last[request_id] == number
+
+    return _rewrite(path, fd, keep)
 
 
-def _drop_error_records(path: str, fd: int) -> int:
-    """Rewrite the output without its error records; returns the new file's descriptor.
+def _marks_a_line(error_type: str | None, error_line: object) -> bool:
+    # A DuplicateId record stands for its input line, not for its id's request.
+    return error_type == DUPLICATE_ID and isinstance(error_line, int)
 
-    The new file is written beside the old one, locked, flushed to disk, and then moved
-    over it with ``os.replace``: a crash at any point leaves either file whole.
+
+def _rewrite(path: str, fd: int, keep: Callable[[_Head, int], bool]) -> int:
+    """Rewrite the output with the records ``keep`` accepts; returns the new file's descriptor.
+
+    ``keep`` gets each record's head and line number. The new file is written beside the
+    old one, locked, flushed to disk, and then moved over it with ``os.replace``: a crash
+    at any point leaves either file whole.
     """
     directory = os.path.dirname(os.path.abspath(path))
     temp_fd, temp_path = tempfile.mkstemp(prefix=".bulk-", suffix=".tmp", dir=directory)
@@ -226,7 +275,10 @@ def _drop_error_records(path: str, fd: int) -> int:
         try:
             with open(path, "rb") as old, open(new_fd, "ab", closefd=False) as new:
                 for number, line in enumerate(old, start=1):
-                    if not _is_error_record(line, number, path):
+                    if not line.strip():
+                        continue
+                    head = _head(line, number, path)
+                    if keep(head, number):
                         new.write(line)
             with contextlib.suppress(OSError):
                 os.fchmod(new_fd, stat.S_IMODE(os.fstat(fd).st_mode))
@@ -239,69 +291,6 @@ def _drop_error_records(path: str, fd: int) -> int:
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
     os.close(fd)
     return new_fd
-
-
-def _is_error_record(line: bytes, number: int, path: str) -> bool:
-    head = _RECORD_HEAD.match(line)
-    if head is not None:
-        return head.group(2) is not None
-    return bool(line.strip()) and "error" in _load_record(line, number, path)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _scan(path: str, fd: int) -> DoneIds:
-    done = DoneIds()
-    with open(os.dup(fd), "rb") as handle:
-        handle.seek(0)
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            done.records += 1
-            head = _RECORD_HEAD.match(line)
-            if head is not None and head.group(2) is None:
-                done.ok.add(json.loads(head.group(1)))
-                continue
-            record = _load_record(line, number, path)
-            request_id = record["id"]
-            if "error" in record:
-                done.error_records += 1
-                error = record["error"]
-                is_duplicate = isinstance(error, dict) and error.get("type") == DUPLICATE_ID
-                line_number = error.get("line") if is_duplicate else None
-                if isinstance(line_number, int):
-                    # Done is that line, not the id: the first line with the id may still
-                    # have been in flight when the run stopped.
-                    done.duplicate_lines.add(line_number)
-                else:
-                    done.failed.add(request_id)
-            else:
-                done.ok.add(request_id)
-    return done
-
-
-def _load_record(line: bytes, number: int, path: str) -> dict[str, Any]:
-    where = f"{path} line {number}" if number else path
-    try:
-        record: object = json.loads(line)
-    except ValueError as error:
-        raise ValueError(
-            f"{where} is not valid JSON ({one_line(error)}); is it a bulk output file?"
-        ) from error
-    if not isinstance(record, dict) or not _is_request_id(record.get("id")):
-        raise ValueError(f"{where} is not a bulk output record (no string or integer 'id')")
-    return record
-
-
-def _is_request_id(value: object) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool)

@@ -1,4 +1,4 @@
-"""Parquet for ``rerank-async bulk``: rows in, and a crash-safe dataset directory out.
+"""Parquet output for ``rerank-async bulk``: a crash-safe dataset directory.
 
 A Parquet file is only readable once its footer is written, so a process killed while
 writing one leaves nothing usable. The output is therefore a **directory of part files**
@@ -8,6 +8,10 @@ part (one row group) at a time: to a hidden temporary file in the directory, flu
 disk, then renamed into place with ``os.replace``. A part is therefore either whole or
 absent; a SIGKILL loses only the records still buffered, and those requests run again on
 resume, exactly as records never written to a JSONL output do. See ``docs/bulk.md``.
+
+An existing directory is bulk's when it holds nothing but bulk's names (``part-NNNNNN.parquet``,
+``.rerank-async.lock``, ``.part-*.tmp``) and every part has bulk's columns; that is checked,
+reading footers only, before the lock file is made or a leftover removed.
 """
 
 from __future__ import annotations
@@ -16,32 +20,30 @@ import contextlib
 import errno
 import os
 import re
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Final
 
-import anyio.to_thread
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .._many import RerankRequest
-from ._bulk_input import BadLine, RequestId, parse_value
-from ._bulk_output import DUPLICATE_ID, DoneIds
+from ._bulk_files import (
+    OutputRefusedError,
+    clear_parquet_directory,
+    clutter_problem,
+    dataset_clutter,
+    fsync_directory,
+    lock,
+    not_ours,
+    special_file_problem,
+)
+from ._bulk_input import RequestId
+from ._bulk_records import DUPLICATE_ID, DoneIds
 
-__all__ = [
-    "ParquetOutput",
-    "ParquetSource",
-    "count_parquet_rows",
-    "is_parquet",
-    "output_columns",
-]
+__all__ = ["ParquetOutput"]
 
-PARQUET_SUFFIXES: Final = (".parquet", ".pq")
-# Input rows decoded at a time (one Arrow record batch).
-_READ_ROWS: Final = 1024
 # A part is written once the buffer holds ``part_rows`` records (default 10,000), or this
 # many scores (the memory bound: with their rankings, ~15 MiB of Python objects), or its
 # oldest record is this old
@@ -51,93 +53,14 @@ FLUSH_SECONDS: Final = 30.0
 _PART: Final = re.compile(r"part-(\d{6,})\.parquet")
 _LOCK_NAME: Final = ".rerank-async.lock"
 _TEMP_PREFIX: Final = ".part-"
-# The columns of an input row that a request reads; any others are ignored.
-_INPUT_COLUMNS: Final = ("id", "query", "documents", "top_k")
-
-
-def is_parquet(path: str) -> bool:
-    """Whether ``path`` names Parquet: by its extension, or an existing directory."""
-    return path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path)
-
-
-def _input_files(path: str) -> list[str]:
-    if not os.path.isdir(path):
-        return [path]
-    files = sorted(
-        os.path.join(path, name)
-        for name in os.listdir(path)
-        if name.lower().endswith(PARQUET_SUFFIXES) and not name.startswith((".", "_"))
-    )
-    if not files:
-        raise ValueError(f"{path}: a directory with no .parquet files")
-    return files
-
-
-def count_parquet_rows(path: str) -> int:
-    """Rows of a Parquet file or directory, from the footers alone."""
-    return sum(pq.ParquetFile(name).metadata.num_rows for name in _input_files(path))
-
-
-# -- input ----------------------------------------------------------------------------------------
-
-
-class ParquetSource:
-    """The rows of a Parquet file (or a directory of them, in name order), one batch at a time.
-
-    Row numbers (1-based, continuing across files) stand for JSONL line numbers: they are
-    the ids of rows without one, and the ``line`` of error records.
-    """
-
-    def __init__(self, path: str, *, default_top_k: int | None) -> None:
-        self.path = path
-        self._default_top_k = default_top_k
-        self._stopped = False
-        self._files = _input_files(path)
-        self._columns: list[list[str]] = []
-        for name in self._files:  # every schema checked before any request
-            columns = pq.ParquetFile(name).schema_arrow.names
-            for required in ("query", "documents"):
-                if required not in columns:
-                    raise ValueError(
-                        f"{name}: no {required!r} column (columns: {', '.join(columns)})"
-                    )
-            self._columns.append([c for c in _INPUT_COLUMNS if c in columns])
-
-    @property
-    def stopped(self) -> bool:
-        """Whether `stop` was called."""
-        return self._stopped
-
-    def stop(self) -> None:
-        """Read no more rows."""
-        self._stopped = True
-
-    def close(self) -> None:
-        self._stopped = True
-
-    async def records(self) -> AsyncIterator[tuple[int, RerankRequest | BadLine | None]]:
-        """``(row number, request or bad row)`` per row; one record batch in memory."""
-        number = 0
-        for name, columns in zip(self._files, self._columns, strict=True):
-            with pq.ParquetFile(name) as handle:
-                batches = handle.iter_batches(batch_size=_READ_ROWS, columns=columns)
-                while not self._stopped:
-                    # Decoding is CPU and disk work: off the loop, so requests keep flowing.
-                    batch = await anyio.to_thread.run_sync(next, batches, None)
-                    if batch is None:
-                        break
-                    for row in batch.to_pylist():
-                        number += 1
-                        yield number, parse_value(row, number, default_top_k=self._default_top_k)
-
-
-# -- output ---------------------------------------------------------------------------------------
+_SCAN_COLUMNS: Final = ["id", "fingerprint", "error_type", "error_line"]
 
 
 def _schema(id_type: pa.DataType) -> pa.Schema:
     return pa.schema(
         [
             ("id", id_type),
+            ("fingerprint", pa.string()),
             ("scores", pa.list_(pa.float64())),
             ("ranking", pa.list_(pa.int64())),
             ("input_tokens", pa.int64()),
@@ -174,6 +97,7 @@ class ParquetOutput:
         self._columns: dict[str, list[Any]] = {name: [] for name in _schema(pa.string()).names}
         self._scores = 0
         self._oldest = 0.0
+        self._superseded: set[RequestId] = set()
 
     @classmethod
     def open(
@@ -183,6 +107,7 @@ class ParquetOutput:
         retry_failed: bool,
         warn: Callable[[str], None],
         part_rows: int = 10_000,
+        overwrite: bool = False,
     ) -> tuple[ParquetOutput, DoneIds]:
         """Open (or create) the output directory, tidy it, and read the ids it holds.
 
@@ -192,22 +117,22 @@ class ParquetOutput:
                 itself and renamed over it), so their requests run again.
             warn: Called with a one-line message when leftovers of a killed run are removed.
             part_rows: Records per part file, at most.
+            overwrite: Replace what is there (a file, or a directory's Parquet files).
 
         Returns:
             The open output and the ids it holds.
 
         Raises:
             OSError: The directory cannot be made or is locked by another run.
-            ValueError: ``path`` is a file, or a part is not a bulk output.
+            OutputRefusedError: ``path`` is a file, a device, or a directory that bulk did
+                not write; nothing in it was changed.
         """
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ValueError(
-                f"{path} is a file; Parquet output is a directory of part files (see "
-                "docs/bulk.md): remove it or name another output"
-            )
+        _check_ours(path, overwrite=overwrite, warn=warn)
         os.makedirs(path, exist_ok=True)
         lock_fd = _lock_directory(path)
         try:
+            if overwrite:
+                clear_parquet_directory(path, keep=frozenset({_LOCK_NAME}))
             for name in os.listdir(path):
                 if name.startswith(_TEMP_PREFIX):
                     os.unlink(os.path.join(path, name))
@@ -218,6 +143,14 @@ class ParquetOutput:
                     _drop_error_rows(part)
                 parts = _parts(path)
             done, id_type = _scan(parts)
+            if done.repeated:
+                _keep_last_rows(parts, done.repeated)
+                warn(
+                    f"{path}: {len(done.repeated):,} ids had an old row beside a newer one "
+                    "(a run stopped before it removed them): removed the old ones"
+                )
+                parts = _parts(path)
+                done, id_type = _scan(parts)
             numbers = [int(_number(part)) for part in parts]
         except BaseException:
             os.close(lock_fd)
@@ -243,6 +176,7 @@ class ParquetOutput:
         columns = self._columns
         error = record.get("error")
         columns["id"].append(request_id)
+        columns["fingerprint"].append(record.get("fingerprint"))
         if error is None:
             scores: list[float] = record["scores"]
             columns["scores"].append(scores)
@@ -297,35 +231,75 @@ class ParquetOutput:
         self._columns = {name: [] for name in self._columns}
         self._scores = 0
 
+    def supersede(self, request_id: RequestId) -> None:
+        """Note that this run scores ``request_id`` again: its old row goes at `close`."""
+        self._superseded.add(request_id)
+
     def close(self) -> None:
-        """Write what is buffered, then release the lock."""
+        """Write what is buffered, remove old rows of rescored ids, then release the lock."""
         if self._lock_fd < 0:
             return
         try:
             self.flush()
+            if self._superseded:
+                _keep_last_rows(_parts(self.path), self._superseded)
+                self._superseded.clear()
         finally:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
 
-def output_columns() -> list[str]:
-    """The output's column names, in order."""
-    return list(_schema(pa.string()).names)
+def _check_ours(path: str, *, overwrite: bool, warn: Callable[[str], None]) -> None:
+    """Refuse, changing nothing, an output path that is not bulk's Parquet directory.
+
+    Raises:
+        OutputRefusedError: It is a file (unless ``overwrite``, which removes a regular
+            file), a device, or a directory with other files or parts of another shape.
+    """
+    special = special_file_problem(path)
+    if special is not None:
+        raise OutputRefusedError(special)
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path):
+        if not overwrite:
+            raise OutputRefusedError(
+                f"{path} is a file; Parquet output is a directory of part files (see "
+                "docs/bulk.md): name another output, or pass --overwrite to replace it"
+            )
+        os.unlink(path)
+        warn(f"{path}: --overwrite: removed the file to make the output directory")
+        return
+    if overwrite:
+        clutter = dataset_clutter(path)
+        if clutter:  # checked before the lock file is made: refused means untouched
+            raise OutputRefusedError(clutter_problem(path, clutter))
+        return
+    foreign = sorted(
+        name
+        for name in os.listdir(path)
+        if not (_PART.fullmatch(name) or name == _LOCK_NAME or name.startswith(_TEMP_PREFIX))
+    )
+    if foreign:
+        raise not_ours(path, f"it holds {', '.join(foreign[:5])}")
+    wanted = set(_schema(pa.string()).names) - {"fingerprint"}  # older parts lack it
+    for part in _parts(path):
+        try:
+            names = set(pq.read_schema(part).names)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise not_ours(path, f"{os.path.basename(part)} is not Parquet: {error}") from error
+        if not wanted <= names:
+            missing = ", ".join(sorted(wanted - names))
+            raise not_ours(path, f"{os.path.basename(part)} has no {missing} column")
 
 
 def _lock_directory(path: str) -> int:
     fd = os.open(os.path.join(path, _LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    if sys.platform == "win32":  # no flock; still crash-safe, just not exclusive
-        return fd
-    import fcntl
-
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as error:
+        lock(fd, path)
+    except BaseException:
         os.close(fd)
-        raise OSError(
-            errno.EBUSY, "another rerank-async bulk run is writing to this output", path
-        ) from error
+        raise
     return fd
 
 
@@ -352,20 +326,14 @@ def _write_atomically(table: pa.Table, final: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    fsync_directory(directory)
 
 
 def _read_part(part: str, columns: list[str] | None = None) -> pa.Table:
     try:
+        if columns is not None:  # an older part has no fingerprint column: read what is there
+            names = set(pq.read_schema(part).names)
+            columns = [name for name in columns if name in names or name == "id"]
         table = pq.read_table(part, columns=columns)
     except (pa.ArrowInvalid, pa.ArrowKeyError, KeyError) as error:
         raise ValueError(
@@ -384,7 +352,7 @@ def _drop_error_rows(part: str) -> None:
     kept = table.filter(pc.invert(errors))
     if kept.num_rows == 0:
         os.unlink(part)  # atomic: the part's rows are all gone, or all still there
-        _fsync_directory(os.path.dirname(part))
+        fsync_directory(os.path.dirname(part))
         return
     _write_atomically(kept, part)
 
@@ -393,23 +361,54 @@ def _scan(parts: list[str]) -> tuple[DoneIds, pa.DataType | None]:
     done = DoneIds()
     id_type: pa.DataType | None = None
     for part in parts:
-        table = _read_part(part, ["id", "error_type", "error_line"])
+        table = _read_part(part, _SCAN_COLUMNS)
         if id_type is None:
             id_type = table.schema.field("id").type
-        for request_id, error_type, line in zip(
+        fingerprints = (
+            table.column("fingerprint").to_pylist()
+            if "fingerprint" in table.column_names
+            else [None] * table.num_rows
+        )
+        for request_id, fingerprint, error_type, line in zip(
             table.column("id").to_pylist(),
+            fingerprints,
             table.column("error_type").to_pylist(),
             table.column("error_line").to_pylist(),
             strict=True,
         ):
-            done.records += 1
-            if error_type is None:
-                done.ok.add(request_id)
-                continue
-            done.error_records += 1
-            if error_type == DUPLICATE_ID and isinstance(line, int):
-                # Done is that line, not the id (as in the JSONL output).
-                done.duplicate_lines.add(line)
-            else:
-                done.failed.add(request_id)
+            done.add(request_id, fingerprint, error_type=error_type, line=line)
     return done, id_type
+
+
+def _keep_last_rows(parts: list[str], ids: set[RequestId]) -> None:
+    """Rewrite the parts so that, of each id in ``ids``, only its last row stays."""
+    last: dict[RequestId, tuple[int, int]] = {}
+    for number, part in enumerate(parts):
+        for row, (request_id, error_type, line) in enumerate(_heads(part)):
+            if request_id in ids and not (error_type == DUPLICATE_ID and isinstance(line, int)):
+                last[request_id] = (number, row)
+    for number, part in enumerate(parts):
+        keep = [
+            request_id not in last
+            or (error_type == DUPLICATE_ID and isinstance(line, int))
+            or last[request_id] == (number, row)
+            for row, (request_id, error_type, line) in enumerate(_heads(part))
+        ]
+        if all(keep):
+            continue
+        kept = _read_part(part).filter(pa.array(keep))
+        if kept.num_rows == 0:
+            os.unlink(part)  # atomic: the part's rows are all gone, or all still there
+            fsync_directory(os.path.dirname(part))
+        else:
+            _write_atomically(kept, part)
+
+
+def _heads(part: str) -> zip[tuple[Any, Any, Any]]:
+    table = _read_part(part, ["id", "error_type", "error_line"])
+    return zip(
+        table.column("id").to_pylist(),
+        table.column("error_type").to_pylist(),
+        table.column("error_line").to_pylist(),
+        strict=True,
+    )

@@ -1,9 +1,11 @@
 """``rerank-async bulk IN -o OUT --ray``: the bulk job on Ray Data, Parquet or JSONL to Parquet.
 
 The input has the bulk fields (``id``, ``query``, ``documents``, optional ``top_k``); the
-output is a Parquet dataset directory with ``id``, ``scores`` (input order), ``error`` and
+output is a Parquet dataset directory with ``id``, ``fingerprint`` (of what the row's
+scores answer, as in every bulk output), ``scores`` (input order), ``error`` and
 ``error_type``. Ray re-executes the tasks of a lost worker or node within the run; across
-runs there is no resume, so the output must not exist yet. See ``docs/distributed.md``.
+runs there is no resume, so the output must not exist yet (``--overwrite`` replaces a
+Parquet dataset there, and nothing else). See ``docs/distributed.md``.
 """
 
 from __future__ import annotations
@@ -15,21 +17,33 @@ import time
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.data
+from rich.console import Console
 from rich.text import Text
 
+from .._checks import InvalidRecordError, record_documents, record_query
+from .._client import RerankClient
 from .._options import RetryPolicy
 from ..providers import resolve_provider
 from ..ray import rerank_dataset
+from ._bulk_files import (
+    PARQUET_SUFFIXES,
+    clear_parquet_directory,
+    clutter_problem,
+    dataset_clutter,
+    special_file_problem,
+)
+from ._bulk_records import fingerprint
 from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, client_arguments
 from ._output import stderr_console, summary_table
 
 __all__ = ["run_bulk_ray"]
 
-_OUTPUT_COLUMNS = ["id", "scores", "error", "error_type"]
+_OUTPUT_COLUMNS = ["id", "fingerprint", "scores", "error", "error_type"]
 
 
 def run_bulk_ray(args: argparse.Namespace) -> int:
@@ -50,6 +64,11 @@ def run_bulk_ray(args: argparse.Namespace) -> int:
         if args.concurrency is not None
         else resolve_provider(args.provider).default_max_concurrency
     )
+    # Built on the driver only to read the resolved model (it opens no connection), and
+    # before --overwrite deletes anything, so that a bad option leaves the output alone.
+    resolved = RerankClient(**client_options)
+    if args.overwrite:
+        _clear(args.output, console)
     started_here = not ray.is_initialized()
     if started_here:
         # A cluster at $RAY_ADDRESS when set (ray.init reads it), else a local one.
@@ -60,6 +79,11 @@ def run_bulk_ray(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         dataset = _read(args.input)
         _check_columns(dataset, args.input)
+        dataset = dataset.map_batches(
+            _add_fingerprints,
+            fn_kwargs={"provider": resolved.provider.name, "model": resolved.model},
+            batch_format="pyarrow",
+        )
         scored = rerank_dataset(
             dataset,
             max_concurrency=total_concurrency,
@@ -91,6 +115,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--ray reads a file or directory, not stdin"
     if args.retry_failed:
         return "--retry-failed does not apply with --ray (no resume across runs)"
+    if args.strict_resume:
+        return "--strict-resume does not apply with --ray (no resume across runs)"
+    special = special_file_problem(args.output)
+    if special is not None:
+        return special
     if args.actors < 1:
         return f"--actors must be >= 1, got {args.actors}"
     if args.actor_cpus <= 0:
@@ -100,16 +129,57 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             f"--concurrency {args.concurrency} cannot be divided across {args.actors} actors; "
             f"use at most {args.concurrency} actors"
         )
-    if os.path.exists(args.output) and (not os.path.isdir(args.output) or os.listdir(args.output)):
+    output = args.output
+    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
+        return None
+    if not args.overwrite:
         return (
-            f"{args.output} exists; --ray writes a new Parquet directory and does not resume: "
-            "remove it or name another output"
+            f"{output} exists; --ray writes a new Parquet directory and does not resume: "
+            "name another output, or pass --overwrite to replace it"
         )
-    return None
+    clutter = dataset_clutter(output) if os.path.isdir(output) else []
+    return clutter_problem(output, clutter) if clutter else None
+
+
+def _clear(output: str, console: Console) -> None:
+    # --overwrite, after usage_problem checked that only a file or a dataset is there.
+    if os.path.isdir(output):
+        if os.listdir(output):
+            clear_parquet_directory(output)
+            console.print(Text(f"rerank-async: {output}: --overwrite: removed its Parquet files"))
+    elif os.path.exists(output):
+        os.unlink(output)
+        console.print(Text(f"rerank-async: {output}: --overwrite: removed the file"))
+
+
+def _add_fingerprints(batch: pa.Table, *, provider: str, model: str) -> pa.Table:
+    """The batch with a ``fingerprint`` column: of each row's request, null for a bad row.
+
+    Rows are read by the same validator as the actors' (`record_query`,
+    `record_documents`), so a row has a fingerprint exactly when a request is sent for it.
+    """
+    values: list[str | None] = []
+    for query, documents in zip(
+        batch.column("query").to_pylist(), batch.column("documents").to_pylist(), strict=True
+    ):
+        try:
+            texts, _ = record_documents(documents)
+            values.append(
+                fingerprint(
+                    provider=provider,
+                    model=model,
+                    instruction=None,
+                    query=record_query(query),
+                    documents=texts,
+                )
+            )
+        except InvalidRecordError:
+            values.append(None)
+    return batch.append_column("fingerprint", pa.array(values, type=pa.string()))
 
 
 def _read(path: str) -> ray.data.Dataset:
-    if path.lower().endswith((".parquet", ".pq")) or os.path.isdir(path):
+    if path.lower().endswith(PARQUET_SUFFIXES) or os.path.isdir(path):
         return ray.data.read_parquet(path)
     return ray.data.read_json(path, lines=True)
 

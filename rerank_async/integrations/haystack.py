@@ -28,6 +28,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
         name=_err.name,
     ) from _err
 
+from .._checks import is_int
 from .._client import RerankClient
 from .._models import RerankResult
 from ._clients import AdapterClients, adapter_options
@@ -211,7 +212,7 @@ def client_options_of(ranker: RerankAsyncRanker) -> dict[str, Any]:
 
 
 def _check_top_k(top_k: object) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
+    if not is_int(top_k):
         raise TypeError(f"top_k must be an int, not {type(top_k).__name__}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")

@@ -34,6 +34,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without the ext
         name=_err.name,
     ) from _err
 
+from .._checks import is_int
 from .._client import RerankClient
 from .._models import RerankResult
 from ._clients import AdapterClients, adapter_options
@@ -78,7 +79,7 @@ class RerankAsyncPostprocessor(BaseNodePostprocessor):
     _clients: AdapterClients = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        if isinstance(self.top_n, bool) or self.top_n < 1:
+        if not is_int(self.top_n) or self.top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {self.top_n}")
         options = adapter_options(
             self, api_key=None if self.api_key is None else self.api_key.get_secret_value()

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import ray.data
 
+from .._checks import is_int, is_number
 from ._udf import Layout, OnError, RerankBatches, make_spec
 
 __all__ = ["rerank_dataset"]
@@ -95,9 +96,9 @@ def rerank_dataset(
     )
     if batch_size is None:
         batch_size = DEFAULT_QUERY_ROWS if layout == "query" else DEFAULT_PAIR_ROWS
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus <= 0:
+    if not is_number(num_cpus) or num_cpus <= 0:
         raise ValueError(f"num_cpus must be a positive number, got {num_cpus!r}")
     _check_client_options(spec.client_options)
     if rebalance:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from .._checks import is_int, is_number
+
 __all__ = ["split_limits"]
 
 
@@ -30,13 +32,13 @@ def split_limits(totals: Mapping[str, int | float], actors: int) -> dict[str, in
         ValueError: ``actors`` < 1, a limit is not positive, or an integer limit is
             smaller than ``actors`` (an actor would get nothing).
     """
-    if isinstance(actors, bool) or not isinstance(actors, int):
+    if not is_int(actors):
         raise TypeError(f"actors must be an int, not {type(actors).__name__}")
     if actors < 1:
         raise ValueError(f"actors must be >= 1, got {actors}")
     shares: dict[str, int | float] = {}
     for name, total in totals.items():
-        if isinstance(total, bool) or not isinstance(total, int | float):
+        if not is_number(total):
             raise TypeError(f"{name} must be a number, not {type(total).__name__}")
         if not math.isfinite(total) or total <= 0:
             raise ValueError(f"{name} must be a positive number, got {total}")

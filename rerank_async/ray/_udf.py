@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import pyarrow as pa
 
+from .._checks import InvalidRecordError, record_documents, record_query, record_text
 from .._client import RerankClient
 from .._many import RerankRequest
 from .._options import Limits
@@ -234,7 +235,8 @@ class RerankBatches:
         client = self._client_on_this_loop()
         queries = batch.column(spec.query_column).to_pylist()
         texts = batch.column(spec.input_columns[1]).to_pylist()
-        rows = _QueryRows(queries, texts) if spec.layout == "query" else _PairRows(queries, texts)
+        rows_type = _QueryRows if spec.layout == "query" else _PairRows
+        rows = rows_type(queries, texts, spec)
         await rows.score(client, raise_errors=spec.on_error == "raise")
         scores_type = pa.list_(pa.float64()) if spec.layout == "query" else pa.float64()
         return (
@@ -339,18 +341,16 @@ class _Rows:
 class _QueryRows(_Rows):
     """One row per query: one request per row."""
 
-    def __init__(self, queries: list[object], documents: list[object]) -> None:
+    def __init__(self, queries: list[object], documents: list[object], spec: RerankSpec) -> None:
         super().__init__(len(queries))
         for row, (query, items) in enumerate(zip(queries, documents, strict=True)):
-            problem = _query_problem(query)
-            texts: list[str] | None = None
-            if problem is None:
-                texts, problem = _document_texts(items)
-            if problem is not None or texts is None:
-                self.invalid.append((row, problem or "no documents"))
+            try:
+                text = record_query(query, name=spec.query_column)
+                texts, _ = record_documents(items, name=spec.documents_column)
+            except InvalidRecordError as error:
+                self.invalid.append((row, str(error)))
                 continue
-            assert isinstance(query, str)
-            self.requests.append(RerankRequest(query=query, documents=texts, id=row))
+            self.requests.append(RerankRequest(query=text, documents=texts, id=row))
 
     def rows_of(self, request_id: int) -> list[int]:
         return [request_id]
@@ -362,21 +362,19 @@ class _QueryRows(_Rows):
 class _PairRows(_Rows):
     """One row per pair: the pairs of one query in this batch share one request."""
 
-    def __init__(self, queries: list[object], documents: list[object]) -> None:
+    def __init__(self, queries: list[object], documents: list[object], spec: RerankSpec) -> None:
         super().__init__(len(queries))
         groups: dict[str, list[int]] = {}
         texts: dict[str, list[str]] = {}
         for row, (query, document) in enumerate(zip(queries, documents, strict=True)):
-            problem = _query_problem(query)
-            if problem is None and not isinstance(document, str):
-                problem = f"the document must be a string, got {_kind(document)}"
-            if problem is not None:
-                self.invalid.append((row, problem))
+            try:
+                query_text = record_query(query, name=spec.query_column)
+                text = record_text(document, name=spec.document_column)
+            except InvalidRecordError as error:
+                self.invalid.append((row, str(error)))
                 continue
-            assert isinstance(query, str)
-            assert isinstance(document, str)
-            groups.setdefault(query, []).append(row)
-            texts.setdefault(query, []).append(document)
+            groups.setdefault(query_text, []).append(row)
+            texts.setdefault(query_text, []).append(text)
         self._groups = list(groups.values())
         self.requests = [
             RerankRequest(query=query, documents=texts[query], id=number)
@@ -389,28 +387,3 @@ class _PairRows(_Rows):
     def put(self, request_id: int, scores: list[float]) -> None:
         for row, score in zip(self._groups[request_id], scores, strict=True):
             self.scores[row] = score
-
-
-def _query_problem(query: object) -> str | None:
-    if not isinstance(query, str):
-        return f"the query must be a string, got {_kind(query)}"
-    if not query.strip():
-        return "the query is blank"
-    return None
-
-
-def _document_texts(items: object) -> tuple[list[str] | None, str | None]:
-    if not isinstance(items, list):
-        return None, f"the documents must be a list, got {_kind(items)}"
-    texts: list[str] = []
-    for index, item in enumerate(items):
-        if isinstance(item, dict):
-            item = item.get("text")
-        if not isinstance(item, str):
-            return None, f"documents[{index}] must be a string or have a string 'text'"
-        texts.append(item)
-    return texts, None
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__

@@ -111,6 +111,7 @@ def test_records_scores_ranking_and_carried_fields(
     assert by_index[1] == {"index": 1, "score": solar["scores"][1]}
     assert by_index[2] == {"index": 2, "score": solar["scores"][2], "meta": {"n": 1}}
 
+    assert all(record.pop("fingerprint").startswith("b2v1:") for record in records.values())
     assert records[9] == {"id": 9, "scores": [], "ranking": []}
     figures = json.loads(summary.read_text(encoding="utf-8"))
     assert figures["requests_ok"] == 3

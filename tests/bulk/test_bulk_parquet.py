@@ -63,7 +63,7 @@ def test_parquet_in_parquet_out(
     # The directory reads as one table, the lock file ignored.
     assert pq.read_table(out).num_rows == 40
     assert pq.read_table(out).schema.names == [
-        "id", "scores", "ranking", "input_tokens", "error_type", "error_message",
+        "id", "fingerprint", "scores", "ranking", "input_tokens", "error_type", "error_message",
         "error_status_code", "error_line",
     ]  # fmt: skip
 
@@ -259,3 +259,103 @@ def test_killed_halfway_then_rerun_gives_every_id_once(
     assert figures["requests_skipped"] == len(before)
     assert figures["requests_ok"] == 300 - len(before)
     assert os.path.exists(out / ".rerank-async.lock")
+
+
+# -- files that are not ours, fingerprints --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["notes", "foreign-part", "fifo", "file"])
+def test_a_directory_that_is_not_ours_is_left_as_it_is(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", make_requests(3, seed=1))
+    out = tmp_path / "out.parquet"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "file":
+        out.write_bytes(b"PAR1 not a directory")
+    else:
+        out.mkdir()
+        if kind == "notes":
+            (out / "notes.txt").write_text("mine")
+        write_parquet(out / "part-000001.parquet", [{"a": 1, "b": "x"}])
+    listing = sorted(os.listdir(out)) if out.is_dir() else None
+    content = out.read_bytes() if kind == "file" else None
+    code, _, err = bulk(capsys, str(tmp_path / "in.jsonl"), "-o", str(out),
+                        base_url=server.base_url)  # fmt: skip
+    assert code == (2 if kind == "fifo" else 1)
+    assert "Traceback" not in err
+    assert str(out) in err
+    if kind == "fifo":
+        assert "is a pipe (FIFO), not a regular file" in err
+    elif kind == "file":
+        assert out.read_bytes() == content
+    else:
+        assert "is not a rerank-async bulk output" in err
+        assert sorted(os.listdir(out)) == listing  # not even a lock file was made
+
+
+def test_overwrite_replaces_a_dataset_but_never_empties_a_folder(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", make_requests(3, seed=1))
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    write_parquet(out / "part-000001.parquet", [{"a": 1}])
+    (out / "_SUCCESS").write_bytes(b"")
+    code, _, err = bulk(capsys, str(tmp_path / "in.jsonl"), "-o", str(out), "--overwrite",
+                        base_url=server.base_url)  # fmt: skip
+    assert code == 0, err
+    assert sorted(r["id"] for r in read_output(out)) == ["r0", "r1", "r2"]
+    (out / "README").write_text("mine")
+    listing = sorted(os.listdir(out))
+    code, _, err = bulk(capsys, str(tmp_path / "in.jsonl"), "-o", str(out), "--overwrite",
+                        base_url=server.base_url)  # fmt: skip
+    assert code == 1
+    assert "holds more than a Parquet dataset (README)" in err
+    assert sorted(os.listdir(out)) == listing
+
+
+def test_changed_rows_are_rescored_and_strict_resume_names_them(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    requests = make_requests(6, seed=3, sizes=[3, 3, 4, 2, 5, 1])
+    source, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    write_parquet(source, requests)
+    assert bulk(capsys, str(source), "-o", str(out), "-q", base_url=server.base_url)[0] == 0
+    requests[0]["documents"] = list(reversed(requests[0]["documents"]))
+    requests[1]["documents"] = [*requests[1]["documents"], "solar panel roof", "grid battery"]
+    write_parquet(source, requests)
+    parts = sorted(os.listdir(out))
+    code, _, err = bulk(capsys, str(source), "-o", str(out), "--strict-resume",
+                        base_url=server.base_url)  # fmt: skip
+    assert code == 1
+    assert "--strict-resume: 2 records" in err
+    assert '(ids "r0", "r1")' in err
+    assert sorted(os.listdir(out)) == parts
+
+    code, _, err = bulk(capsys, str(source), "-o", str(out), base_url=server.base_url)
+    assert code == 0, err
+    assert "2 ok · 0 failed · 4 skipped" in err
+    rows = read_output(out)
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in requests)  # once each
+    by_id = {r["id"]: r for r in requests}
+    for row in rows:
+        assert row["scores"] == expected_scores(by_id[row["id"]]), row["id"]
+        assert row["fingerprint"].startswith("b2v1:")
+
+
+def test_parts_without_fingerprints_resume_with_a_warning(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", make_requests(4, seed=2))
+    out = tmp_path / "out.parquet"
+    assert bulk(capsys, str(tmp_path / "in.jsonl"), "-o", str(out), "-q",
+                base_url=server.base_url)[0] == 0  # fmt: skip
+    for part in out.glob("part-*.parquet"):  # as an older version wrote them
+        pq.write_table(pq.read_table(part).drop_columns(["fingerprint"]), part)
+    code, _, err = bulk(capsys, str(tmp_path / "in.jsonl"), "-o", str(out),
+                        base_url=server.base_url)  # fmt: skip
+    assert code == 0, err
+    assert "4 records have no fingerprint" in err
+    assert "0 ok · 0 failed · 4 skipped" in err

@@ -12,7 +12,8 @@ import pytest
 
 from rerank_async import RerankRequest
 from rerank_async.cli._bulk_input import BadLine, LineMeta, count_lines, parse_line
-from rerank_async.cli._bulk_output import OutputFile, error_record, success_record
+from rerank_async.cli._bulk_output import OutputFile
+from rerank_async.cli._bulk_records import error_record, success_record
 
 
 def parse(value: object, line: int = 7, **kwargs: Any) -> RerankRequest | BadLine | None:
@@ -145,7 +146,7 @@ def open_output(path: Path, *, retry_failed: bool = False) -> tuple[OutputFile, 
 def test_each_record_is_one_whole_line(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     output, done, warnings = open_output(path)
-    assert (done.ok, done.failed, warnings) == (set(), set(), [])
+    assert (done.ok, done.failed, warnings) == ({}, {}, [])
     output.write({"id": "é", "scores": [0.5], "ranking": [0]})
     output.write({"id": 2, "error": {"type": "X", "message": "m\nn"}})
     output.close()
@@ -168,7 +169,11 @@ def test_lone_surrogates_are_written_escaped(tmp_path: Path) -> None:
     [
         (b'{"id":1,"scores":[]}\n{"id":2,"sco', b'{"id":1,"scores":[]}\n'),
         (b'{"id":1,"sco', b""),
-        (b'{"id":1,"scores":[]}\n' + b"x" * 200_000, b'{"id":1,"scores":[]}\n'),  # > 1 block
+        (b'{"id":1,"scores":[]}\n' + b"\0" * 4000, b'{"id":1,"scores":[]}\n'),  # power cut
+        (
+            b'{"id":1,"scores":[]}\n{"id":2,"scores":[' + b"0.5," * 50_000,  # > 1 block
+            b'{"id":1,"scores":[]}\n',
+        ),
     ],
 )
 def test_an_incomplete_last_line_is_cut_with_a_warning(
@@ -182,7 +187,7 @@ def test_an_incomplete_last_line_is_cut_with_a_warning(
     assert len(warnings) == 1
     assert "removed an incomplete last line" in warnings[0]
     assert f"({len(content) - len(kept):,} bytes)" in warnings[0]
-    assert done.ok == ({1} if kept else set())
+    assert set(done.ok) == ({1} if kept else set())
 
 
 def test_resume_reads_every_id(tmp_path: Path) -> None:
@@ -201,21 +206,27 @@ def test_resume_reads_every_id(tmp_path: Path) -> None:
     output, done, warnings = open_output(path)
     output.close()
     assert warnings == []
-    assert done.ok == {1, 'a "quoted" \\ id', "hand"}
-    assert done.failed == {-3, "e"}
+    assert set(done.ok) == {1, 'a "quoted" \\ id', "hand"}
+    assert set(done.failed) == {-3, "e"}
     assert done.duplicate_lines == {12}  # a duplicate's record marks its line, not its id
     assert (done.records, done.error_records) == (6, 3)
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [("not json", "line 2 is not valid JSON"), ('{"scores": []}', "line 2 is not a bulk output")],
+    [
+        ("not json", "line 2 is not valid JSON"),
+        ('{"scores": []}', "line 2 has no string or"),
+        ('{"id": 3, "query": "q"}', "line 2 has neither 'scores' nor 'error'"),
+    ],
 )
 def test_an_output_that_is_not_ours_is_refused(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "out.jsonl"
     path.write_text('{"id":1,"scores":[]}\n' + line + "\n", encoding="utf-8")
+    before = path.read_bytes()
     with pytest.raises(ValueError, match=message):
         open_output(path)
+    assert path.read_bytes() == before
 
 
 def test_retry_failed_drops_error_records_atomically(tmp_path: Path) -> None:
@@ -233,8 +244,8 @@ def test_retry_failed_drops_error_records_atomically(tmp_path: Path) -> None:
     output.close()
     appended = '{"id":2,"scores":[],"ranking":[]}\n'
     assert path.read_text(encoding="utf-8") == "".join(ok_lines) + appended
-    assert done.ok == {1, "b"}
-    assert done.failed == set()
+    assert set(done.ok) == {1, "b"}
+    assert done.failed == {}
     assert path.stat().st_ino != inode  # replaced, not edited in place
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert os.listdir(tmp_path) == ["out.jsonl"]  # no temporary file left behind

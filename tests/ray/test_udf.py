@@ -134,8 +134,8 @@ async def test_query_rows_get_scores_in_input_order_and_invalid_rows_an_error(
         reference_score("grid", "home"),
     ]
     assert [r["error_type"] for r in rows] == [None, None, "InvalidRow", None, "InvalidRow"]
-    assert rows[2]["error"] == "the query must be a string, got null"
-    assert rows[4]["error"] == "the query is blank"
+    assert rows[2]["error"] == "'query' must be a string, got null"
+    assert rows[4]["error"] == "'query' must not be blank"
     assert rows[2]["scores"] is None
     assert udf.closed
 
@@ -180,11 +180,39 @@ async def test_failures_are_recorded_per_row_or_raised(server: RunningServer) ->
 
     with pytest.raises(APIConnectionError):
         await raising(batch)
-    with pytest.raises(ValueError, match="row 1 of the batch: the query must be a string"):
+    with pytest.raises(ValueError, match="row 1 of the batch: 'query' must be a string"):
         await raising(pa.table({"query": ["a", None], "document": ["x", "y"]}))
     await raising.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await raising(batch)
+
+
+@pytest.mark.parametrize(
+    ("query", "documents"),
+    [(None, ["a"]), ("  ", ["a"]), ("q", "a"), ("q", [{"url": "u"}]),
+     ("q", [{"text": 1}]), ("q", None)],
+)  # fmt: skip
+async def test_rows_and_bulk_lines_are_checked_by_one_validator(
+    server: RunningServer, query: object, documents: object
+) -> None:
+    # The same record, as a bulk input line and as a Ray row, gets the same message (only
+    # what Arrow can hold: a column has one type, so no list of strings and numbers).
+    from rerank_async.cli._bulk_input import BadLine, parse_value
+
+    bad = parse_value({"query": query, "documents": documents}, 1)
+    assert isinstance(bad, BadLine)
+    udf = RerankBatches(max_concurrency=2, client_options=options(server))
+    rows = (await udf(pa.Table.from_pylist([{"query": query, "documents": documents}]))).to_pylist()
+    await udf.aclose()
+    assert (rows[0]["error_type"], rows[0]["error"]) == ("InvalidRow", bad.message)
+
+
+async def test_a_renamed_column_is_named_in_the_message(server: RunningServer) -> None:
+    udf = RerankBatches(max_concurrency=2, layout="pair", document_column="passage",
+                        client_options=options(server))  # fmt: skip
+    rows = (await udf(pa.table({"query": ["q"], "passage": [None]}))).to_pylist()
+    await udf.aclose()
+    assert rows[0]["error"] == "'passage' must be a string, got null"
 
 
 async def test_columns_are_checked_by_name(server: RunningServer) -> None:
