@@ -1,9 +1,9 @@
-"""``RerankClient``: the public API, its lifecycle, and the assembly of each result.
+"""``RerankClient``: the public API and its lifecycle.
 
 The work is done elsewhere, one job per module: ``_config`` resolves and checks
-the options, ``_engines`` builds the transport chain, ``_runner`` fans a call
-out under the shared limiter (retries, splits, hedging), ``_many`` adapts it to
-many requests.
+the options, ``_transports`` builds the transport chain, ``_scorer`` takes a call
+from its arguments to its result, ``_runner`` fans it out (``_attempts`` sends
+each batch: flow control, the retry verdict, hedging), ``_many`` runs many calls.
 """
 
 from __future__ import annotations
@@ -11,34 +11,27 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from functools import partial
 from types import TracebackType
 from typing import Literal, Self
 
 import httpx
 
-from ._call import CallState
-from ._checks import check_int
 from ._config import (
     NOT_GIVEN,
     ClientOptions,
     HttpEngine,
     NotGiven,
-    resolve_call,
-    resolve_call_timeout,
     resolve_config,
 )
 from ._constants import DEFAULT_MAX_RETRIES
-from ._encodable import check_encodable_in_slices
-from ._many import RequestLike, RerankOutcome, rerank_each
-from ._models import RequestRecord, RerankResult, Usage
+from ._many import RequestLike, RerankOutcome
+from ._models import RequestRecord, RerankResult
 from ._options import Limits, RetryPolicy
-from ._packed import PackedRequests, PairPool
+from ._packed import PairPool
 from ._partial import PartialScores
-from ._resume import checked_resume, score_the_gaps
 from ._runner import BatchRunner
+from ._scorer import CallScorer
 from ._statistics import ClientStatistics
-from ._tracing import rerank_span
 from ._transports import open_transport
 from .providers import Provider
 
@@ -54,56 +47,40 @@ class _State(enum.Enum):
 class RerankClient:
     """An async reranking client: balanced batches, one concurrency bound, retries, ordered merge.
 
-    One client is safe to share between any number of concurrent tasks: every
-    call's requests count against the same ``max_concurrency``.
-
-    Use it as ``async with RerankClient(...) as client:``, or call
-    ``await client.aclose()`` when done.
+    Share one client between any number of tasks: every call's requests count against
+    one ``max_concurrency``. Use it as ``async with RerankClient(...) as client:``.
 
     Args:
-        model: Model name; defaults to ``$RERANK_ASYNC_MODEL``, then the
-            provider's default (DeepInfra: ``cross-encoder/ms-marco-MiniLM-L-12-v2``;
-            most other providers have none and require it).
-        api_key: API key; ``None`` reads the provider's environment variables
-            (DeepInfra: ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent
-            only as a request header to the configured endpoint, and redacted
-            from every error and log record. Whitespace around it, control or
-            non-ASCII characters raise ``ValueError`` (without the key).
-        base_url: Endpoint root; defaults to ``$RERANK_ASYNC_BASE_URL``, then
-            the provider's (``https://api.deepinfra.com/v1/inference``). No
-            query string, fragment or credentials.
+        model: Model name; default ``$RERANK_ASYNC_MODEL``, then the provider's.
+        api_key: API key; ``None`` reads the provider's variables (DeepInfra:
+            ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent only as a header
+            to the endpoint, redacted from every error and log record.
+        base_url: Endpoint root; default ``$RERANK_ASYNC_BASE_URL``, then the
+            provider's. No query string, fragment or credentials.
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
-        batch_size: Most documents per request; ``None`` for the provider's
-            default (DeepInfra: 64).
-        max_concurrency: Most requests in flight for this client, across all
-            calls; ``None`` for the provider's default (DeepInfra: 32).
+        batch_size: Most documents per request; ``None``: the provider's (DeepInfra 64).
+        max_concurrency: Most requests in flight, across all calls; ``None``: the
+            provider's (DeepInfra 32).
         max_retries: Retries per batch after its first attempt; 0 disables.
-        timeout: Per request: seconds, an ``httpx.Timeout``, or ``None`` for
-            none. Defaults to 60 s (10 s to connect), or to ``http_client``'s
-            own timeout when one is given. It bounds the whole attempt, body
-            included (an ``httpx.Timeout`` by its ``read`` value).
-        total_timeout: Seconds one call may take, retries and backoff
-            included; ``None`` (the default) for no deadline. When it passes the
-            call fails with ``DeadlineExceededError``, never retried or resumed.
-        hedge_after: Seconds after which a batch still unanswered is sent a
-            second time, when a slot is free and the retry budget allows; the
-            first answer wins. ``"auto"`` hedges at the rolling 90th percentile
-            of answer latency; ``None`` (default) never hedges.
-        http_client: A caller-owned ``httpx.AsyncClient`` (never closed here;
-            size its pool to at least ``max_concurrency``), or the engine this
-            client opens its own connections with: ``"auto"`` (``None``, the
-            default) is aiohttp on asyncio, at about a third of httpx's CPU per
-            request, and httpx under trio; ``"httpx"`` or ``"aiohttp"`` to choose.
-        trust_env: Honour ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``,
-            ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``, as httpx does.
-        limits: Request sizes, adaptive concurrency and rate limits
-            (``rerank_async.Limits``).
-        retry: Backoff, ``Retry-After`` and the retry budget
-            (``rerank_async.RetryPolicy``).
+        timeout: Per request, the whole attempt with its body: seconds, an
+            ``httpx.Timeout``, or ``None``. Default 60 s (10 s to connect), or
+            ``http_client``'s own.
+        total_timeout: Seconds one call may take, retries included; past it the call
+            fails with ``DeadlineExceededError``, never retried. ``None``: no deadline.
+        hedge_after: Seconds after which an unanswered batch is sent again when a
+            slot is free and the retry budget allows; the first answer wins.
+            ``"auto"``: at the rolling 90th percentile of latency. ``None``: never.
+        http_client: A caller-owned ``httpx.AsyncClient`` (never closed here), or the
+            engine to open connections with: ``"auto"`` (``None``) is aiohttp on
+            asyncio and httpx under trio; or ``"httpx"``, ``"aiohttp"``.
+        trust_env: Honour the proxy and TLS variables (``HTTP(S)_PROXY``,
+            ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``), as httpx.
+        limits: Request sizes, adaptive concurrency, rate limits (``Limits``).
+        retry: Backoff, ``Retry-After`` and the retry budget (``RetryPolicy``).
 
     Raises:
-        ValueError: An option is out of range; the message names it.
-        TypeError: An option has the wrong type.
+        ValueError, TypeError: An option is out of range or of the wrong type; the
+            message names it.
     """
 
     def __init__(
@@ -149,8 +126,7 @@ class RerankClient:
             provider=config.provider,
             sender=self._transport.sender,
         )
-        # rerank_many's packed requests, for wire formats with one query per document.
-        self._packed = PackedRequests(self._runner)
+        self._scorer = CallScorer(self._runner)
         self._on_request: Callable[[RequestRecord], None] | None = None
         self._state = _State.UNOPENED
 
@@ -251,11 +227,9 @@ class RerankClient:
 
         Raises:
             TypeError, ValueError: Bad input, before any request is sent.
-            RerankError: A batch failed for good (its subclass says how), or
-                the deadline passed (``DeadlineExceededError``). The other batches
-                still finish, and ``error.partial`` holds every score obtained
-                (``None`` elsewhere) and the failed ranges; an error that would
-                fail every batch (401, 403, 404) cancels them instead.
+            RerankError: A batch failed for good, or the deadline passed
+                (``DeadlineExceededError``); ``error.partial`` holds every score
+                obtained. A 401, 403 or 404 cancels the other batches at once.
             RuntimeError: The client is closed.
         """
         return await self._traced_rerank(
@@ -274,104 +248,15 @@ class RerankClient:
         pool: PairPool | None = None,
     ) -> RerankResult:
         """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
-        # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
-        # tracer provider is configured (see _tracing.py).
-        with rerank_span(
-            provider=self._provider.name,
-            model=self._runner.options.model,
-            url=self._runner.options.url,
-            documents=documents,
-            top_k=top_k,
-        ) as span:
-            return span.finished(
-                await self._rerank(
-                    query,
-                    documents,
-                    top_k=top_k,
-                    total_timeout=total_timeout,
-                    resume=resume,
-                    spread=spread,
-                    pool=pool,
-                )
-            )
-
-    async def _rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_k: int | None,
-        total_timeout: float | NotGiven | None,
-        resume: PartialScores | None,
-        spread: bool,
-        pool: PairPool | None,
-    ) -> RerankResult:
-        """``rerank`` without its span: one pass of the runner, or of the pair pool."""
         self._ensure_open()
-        options = self._runner.options
-        request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
-        checked = request.documents
-        resume = checked_resume(resume, len(checked))
-        await check_encodable_in_slices(checked)
-        if resume is None:
-            scores, usage = await self._score(
-                request.query,
-                checked,
-                deadline_seconds=request.deadline_seconds,
-                spread=spread,
-                pool=pool,
-            )
-        else:
-            # As few requests as possible: each one more is one more chance to fail again.
-            scores, resumed = await score_the_gaps(
-                checked,
-                resume,
-                partial(
-                    self._score,
-                    request.query,
-                    deadline_seconds=request.deadline_seconds,
-                    spread=False,
-                ),
-            )
-            usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
-        return RerankResult.build(
-            model=options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
-        )
-
-    async def _score(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        deadline_seconds: float | None,
-        spread: bool = True,
-        pool: PairPool | None = None,
-    ) -> tuple[list[float], Usage]:
-        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool.
-
-        A failure carries what was scored as ``partial``.
-        """
-        if not documents:
-            return [], Usage()
-        call = await CallState.for_documents(
-            query, documents, dedupe_them=self._runner.options.limits.dedupe, spread=spread
-        )
-        if pool is None:
-            await self._runner.run_call(
-                call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
-            )
-        else:
-            await self._packed.run_pooled_call(
-                call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
-            )
-        return call.caller_scores(), Usage(
-            documents=len(documents),
-            unique_documents=len(call.unique),
-            batches=call.batches,
-            requests=call.requests,
-            retries=call.retries,
-            hedges=call.hedges,
-            input_tokens=call.input_tokens,
+        return await self._scorer.rerank(
+            query,
+            documents,
+            top_k=top_k,
+            total_timeout=total_timeout,
+            resume=resume,
+            spread=spread,
+            pool=pool,
         )
 
     async def score(
@@ -393,62 +278,36 @@ class RerankClient:
         fail_fast: bool = False,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
     ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
-        """Rerank many requests concurrently; outcomes arrive as they complete.
-
-        All requests share this client's ``max_concurrency``, and free slots go
-        round-robin across requests, so a 3-document query never waits behind
-        every batch of a 10,000-document one. The input is read lazily: at most
-        ``max_pending`` requests are held (read, or finished but not yet taken by
-        the consumer), so memory stays flat however large the input is::
+        """Rerank many requests concurrently; outcomes arrive as they complete::
 
             async with client.rerank_many(requests) as outcomes:
                 async for outcome in outcomes:
-                    if outcome.ok:
-                        use(outcome.id, outcome.result)
+                    ...
 
-        Leaving the block early cancels the requests still running.
+        All requests share ``max_concurrency``, free slots going round-robin across
+        them. The input is read lazily, at most ``max_pending`` requests held, so
+        memory stays flat. Leaving the block early cancels what is still running.
 
         Args:
             requests: ``RerankRequest`` items or ``(query, documents)`` tuples, as
                 an iterable or an async iterable.
-            max_pending: Requests held at once; default four times
-                ``max_concurrency``, enough to keep every slot busy.
-            fail_fast: Raise the first request's failure from the block instead
-                of handing out an outcome that carries it.
-            total_timeout: Deadline per request; the client's when left out.
-
-        Returns:
-            An async context manager that gives an async iterator of
-            ``RerankOutcome``.
+            max_pending: Requests held at once; default ``4 * max_concurrency``.
+            fail_fast: Raise the first failure from the block instead of handing
+                out an outcome that carries it.
+            total_timeout: Deadline per request, never extended by the automatic
+                resume; the client's when left out.
 
         Raises:
             ValueError: ``max_pending`` < 1.
             RuntimeError: The client is closed.
         """
         self._ensure_open()
-        options = self._runner.options
-        if max_pending is None:
-            max_pending = 4 * options.max_concurrency
-        check_int("max_pending", max_pending, minimum=1)
-        deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
-        if options.limits.split and self._provider.packs_pairs(options.model):
-            # One query per document on the wire: the requests share full batches.
-            pool = self._packed.open_pool()
-            return rerank_each(
-                partial(self._traced_rerank, pool=pool),
-                requests,
-                max_pending=max_pending,
-                fail_fast=fail_fast,
-                deadline_seconds=deadline_seconds,
-                beside=pool.run,
-            )
-        # Bulk work is planned for throughput: no call is spread over idle slots.
-        return rerank_each(
-            partial(self._traced_rerank, spread=False),
+        return self._scorer.rerank_many(
+            self._traced_rerank,
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,
-            deadline_seconds=deadline_seconds,
+            total_timeout=total_timeout,
         )
 
     async def aclose(self) -> None:

@@ -3,7 +3,7 @@
 "The Tail at Scale" (Dean and Barroso, 2013) hedges a request once it has taken
 longer than the 95th percentile of its kind: at most about 5% extra requests, and
 the slowest 5% get a second chance. The client uses p90 (``HEDGE_QUANTILE`` in
-``_admission.py``): a tail of exactly 5% puts p95 inside it. The window keeps the
+``admission.py``): a tail of exactly 5% puts p95 inside it. The window keeps the
 latest answers only, so the threshold follows the server as its load changes.
 """
 

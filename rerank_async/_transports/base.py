@@ -1,7 +1,8 @@
 """One batch, one POST: send it, map every failure to a typed error, decode the body.
 
-The HTTP engine is swappable: httpx (the default, or a caller's own client) here,
-aiohttp in ``_aiohttp_transport`` for the lowest CPU cost per request.
+The HTTP engine is swappable: httpx here (under trio, or for a caller's own
+client), aiohttp in ``aiohttp_engine`` (the default on asyncio, for the lowest CPU
+cost per request); ``engines`` chooses.
 """
 
 from __future__ import annotations

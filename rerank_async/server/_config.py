@@ -87,6 +87,13 @@ class ServerConfig:
             "help": "Retry-After sent with each 429, in seconds (rounded up). None: omitted."
         },
     )
+    poison: str | None = field(
+        default=None,
+        metadata={
+            "help": "Answer 500 to every request holding a document that contains this "
+            "text, as a server whose tokenizer or model crashes on one input. None: off."
+        },
+    )
     drop_rate: float = field(
         default=0.0,
         metadata={"help": "Probability of dropping the connection mid-response."},
@@ -144,6 +151,9 @@ class ServerConfig:
                 msg = "known_models must be a collection of model names (strings) or None"
                 raise ValueError(msg)
             object.__setattr__(self, "known_models", frozenset(self.known_models))
+        if self.poison is not None and (not isinstance(self.poison, str) or not self.poison):
+            msg = "poison must be a non-empty string or None"
+            raise ValueError(msg)
         for name in _NON_NEGATIVE_FIELDS:
             _check_float(name, getattr(self, name), low=0.0)
         for name in _RATE_FIELDS:

@@ -114,6 +114,11 @@ class RerankService:
         if cfg.max_batch_size is not None and n > cfg.max_batch_size:
             return dialect.too_large(n, cfg.max_batch_size, headers)
 
+        poison = cfg.poison
+        if poison is not None and any(poison in document for document in call.documents):
+            return dialect.error(
+                500, "Internal server error: the model failed on an input", headers
+            )
         plan = self.faults.plan(n)
         if plan.fault is Fault.ERROR_503:
             return dialect.error(503, "Service temporarily unavailable (simulated)", headers)

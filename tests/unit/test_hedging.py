@@ -157,3 +157,42 @@ async def test_auto_hedges_a_batch_twice_when_its_first_copy_is_slow_too(
     assert result.usage.hedges == 2
     assert fake.calls == 3
     assert fake.in_flight == 0
+
+
+async def test_a_hedge_is_charged_to_the_token_limit_like_any_request(
+    mock_api: respx.MockRouter,
+) -> None:
+    fake = slow_first_copy(math.inf)  # the first copy never answers; the hedge must
+    mock_api.post(URL).mock(side_effect=fake)
+    documents = ["alpha beta", "gamma delta", "epsilon"]
+    async with make_client(
+        hedge_after=0.02, max_concurrency=4, limits=Limits(max_tokens_per_minute=1_000_000)
+    ) as client:
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, documents)
+        used = client.statistics().tokens_this_minute
+    assert result.usage.hedges == 1
+    # Both copies were admitted with the batch's estimate; the winner's reported usage
+    # (the fake reports 3 tokens per document) then replaced its own estimate.
+    estimate = client.provider.estimate_tokens
+    per_copy = sum(estimate(QUERY) + estimate(d) for d in documents)
+    assert used == per_copy + 3 * len(documents)
+
+
+async def test_no_hedge_when_the_token_limit_has_no_room_now(
+    mock_api: respx.MockRouter,
+) -> None:
+    fake = slow_first_copy(0.1)
+    mock_api.post(URL).mock(side_effect=fake)
+    documents = ["alpha beta gamma delta"] * 4
+    estimate = make_client().provider.estimate_tokens
+    per_copy = sum(estimate(QUERY) + estimate(d) for d in documents)
+    # A bucket that holds one copy's tokens: the hedge would have to wait for a refill,
+    # so it is not sent (a hedge never waits).
+    async with make_client(
+        hedge_after=0.01, max_concurrency=4,
+        limits=Limits(max_tokens_per_minute=per_copy * 60 / 3600, dedupe=False),
+    ) as client:  # fmt: skip
+        result = await client.rerank(QUERY, documents)
+    assert result.usage.hedges == 0
+    assert fake.calls == 1

@@ -1,0 +1,193 @@
+"""``CallScorer``: one call from its checked arguments to its ``RerankResult``.
+
+What ``RerankClient.rerank`` does between the public API and the fan-out: the
+call's checks, the resume of a failed call, deduplication, one pass of the runner
+(or of ``rerank_many``'s packing pool), and the result with its ``Usage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+
+from ._call import CallState
+from ._checks import check_int
+from ._config import NotGiven, resolve_call, resolve_call_timeout
+from ._encodable import check_encodable_in_slices
+from ._many import RequestLike, RerankOutcome, rerank_each
+from ._models import RerankResult, Usage
+from ._packed import PackedRequests, PairPool
+from ._partial import PartialScores
+from ._resume import checked_resume, score_the_gaps
+from ._runner import BatchRunner
+from ._tracing import rerank_span
+
+__all__ = ["CallScorer"]
+
+
+class CallScorer:
+    """Scores calls through a client's runner.
+
+    Args:
+        runner: The fan-out every call's batches go through.
+
+    Attributes:
+        packed: ``rerank_many``'s packed requests, for wire formats with one query
+            per document.
+    """
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self._runner = runner
+        self.packed = PackedRequests(runner)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+        resume: PartialScores | None,
+        spread: bool,
+        pool: PairPool | None,
+    ) -> RerankResult:
+        """One call: checked, then one pass of the runner or of the pair pool.
+
+        Raises:
+            TypeError, ValueError: Bad input, before any request.
+            RerankError: The call failed; ``error.partial`` holds what was scored.
+        """
+        options = self._runner.options
+        # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
+        # tracer provider is configured (see _tracing.py).
+        with rerank_span(
+            provider=self._runner.provider.name,
+            model=options.model,
+            url=options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            return span.finished(
+                await self._rerank(
+                    query,
+                    documents,
+                    top_k=top_k,
+                    total_timeout=total_timeout,
+                    resume=resume,
+                    spread=spread,
+                    pool=pool,
+                )
+            )
+
+    def rerank_many(
+        self,
+        call: Callable[..., Awaitable[RerankResult]],
+        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        *,
+        max_pending: int | None,
+        fail_fast: bool,
+        total_timeout: float | NotGiven | None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
+        """``RerankClient.rerank_many``, each request through ``call`` (its ``rerank``)."""
+        options = self._runner.options
+        if max_pending is None:
+            max_pending = 4 * options.max_concurrency
+        check_int("max_pending", max_pending, minimum=1)
+        deadline_seconds = resolve_call_timeout(options.total_timeout, total_timeout)
+        if options.limits.split and self._runner.provider.packs_pairs(options.model):
+            # One query per document on the wire: the requests share full batches.
+            pool = self.packed.open_pool()
+            return rerank_each(
+                partial(call, pool=pool),
+                requests,
+                max_pending=max_pending,
+                fail_fast=fail_fast,
+                deadline_seconds=deadline_seconds,
+                beside=pool.run,
+            )
+        # Bulk work is planned for throughput: no call is spread over idle slots.
+        return rerank_each(
+            partial(call, spread=False),
+            requests,
+            max_pending=max_pending,
+            fail_fast=fail_fast,
+            deadline_seconds=deadline_seconds,
+        )
+
+    async def _rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+        resume: PartialScores | None,
+        spread: bool,
+        pool: PairPool | None,
+    ) -> RerankResult:
+        options = self._runner.options
+        request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
+        checked = request.documents
+        resume = checked_resume(resume, len(checked))
+        await check_encodable_in_slices(checked)
+        if resume is None:
+            scores, usage = await self._score(
+                request.query,
+                checked,
+                deadline_seconds=request.deadline_seconds,
+                spread=spread,
+                pool=pool,
+            )
+        else:
+            # As few requests as possible: each one more is one more chance to fail again.
+            scores, resumed = await score_the_gaps(
+                checked,
+                resume,
+                partial(
+                    self._score,
+                    request.query,
+                    deadline_seconds=request.deadline_seconds,
+                    spread=False,
+                ),
+            )
+            usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
+        return RerankResult.build(
+            model=options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
+        )
+
+    async def _score(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        deadline_seconds: float | None,
+        spread: bool = True,
+        pool: PairPool | None = None,
+    ) -> tuple[list[float], Usage]:
+        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool.
+
+        A failure carries what was scored as ``partial``.
+        """
+        if not documents:
+            return [], Usage()
+        call = await CallState.for_documents(
+            query, documents, dedupe_them=self._runner.options.limits.dedupe, spread=spread
+        )
+        if pool is None:
+            await self._runner.run_call(
+                call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
+            )
+        else:
+            await self.packed.run_pooled_call(
+                call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
+            )
+        return call.caller_scores(), Usage(
+            documents=len(documents),
+            unique_documents=len(call.unique),
+            batches=call.batches,
+            requests=call.requests,
+            retries=call.retries,
+            hedges=call.hedges,
+            input_tokens=call.input_tokens,
+        )
