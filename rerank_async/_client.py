@@ -27,7 +27,6 @@ from ._constants import DEFAULT_MAX_RETRIES
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
 from ._options import Limits, RetryPolicy
-from ._packed import PairPool
 from ._partial import PartialScores
 from ._runner import BatchRunner
 from ._scorer import CallScorer
@@ -232,31 +231,9 @@ class RerankClient:
                 obtained. A 401, 403 or 404 cancels the other batches at once.
             RuntimeError: The client is closed.
         """
-        return await self._traced_rerank(
-            query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
-        )
-
-    async def _traced_rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_k: int | None = None,
-        total_timeout: float | NotGiven | None = NOT_GIVEN,
-        resume: PartialScores | None = None,
-        spread: bool = True,
-        pool: PairPool | None = None,
-    ) -> RerankResult:
-        """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
         self._ensure_open()
         return await self._scorer.rerank(
-            query,
-            documents,
-            top_k=top_k,
-            total_timeout=total_timeout,
-            resume=resume,
-            spread=spread,
-            pool=pool,
+            query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
         )
 
     async def score(
@@ -303,7 +280,6 @@ class RerankClient:
         """
         self._ensure_open()
         return self._scorer.rerank_many(
-            self._traced_rerank,
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,

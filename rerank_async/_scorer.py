@@ -7,13 +7,13 @@ call's checks, the resume of a failed call, deduplication, one pass of the runne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 from ._call import CallState
 from ._checks import check_int
-from ._config import NotGiven, resolve_call, resolve_call_timeout
+from ._config import NOT_GIVEN, NotGiven, resolve_call, resolve_call_timeout
 from ._encodable import check_encodable_in_slices
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RerankResult, Usage
@@ -46,11 +46,11 @@ class CallScorer:
         query: str,
         documents: Sequence[str],
         *,
-        top_k: int | None,
-        total_timeout: float | NotGiven | None,
-        resume: PartialScores | None,
-        spread: bool,
-        pool: PairPool | None,
+        top_k: int | None = None,
+        total_timeout: float | NotGiven | None = NOT_GIVEN,
+        resume: PartialScores | None = None,
+        spread: bool = True,
+        pool: PairPool | None = None,
     ) -> RerankResult:
         """One call: checked, then one pass of the runner or of the pair pool.
 
@@ -82,14 +82,13 @@ class CallScorer:
 
     def rerank_many(
         self,
-        call: Callable[..., Awaitable[RerankResult]],
         requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
         *,
         max_pending: int | None,
         fail_fast: bool,
         total_timeout: float | NotGiven | None,
     ) -> AbstractAsyncContextManager[AsyncIterator[RerankOutcome]]:
-        """``RerankClient.rerank_many``, each request through ``call`` (its ``rerank``)."""
+        """``RerankClient.rerank_many``: each request through ``rerank``."""
         options = self._runner.options
         if max_pending is None:
             max_pending = 4 * options.max_concurrency
@@ -99,7 +98,7 @@ class CallScorer:
             # One query per document on the wire: the requests share full batches.
             pool = self.packed.open_pool()
             return rerank_each(
-                partial(call, pool=pool),
+                partial(self.rerank, pool=pool),
                 requests,
                 max_pending=max_pending,
                 fail_fast=fail_fast,
@@ -108,7 +107,7 @@ class CallScorer:
             )
         # Bulk work is planned for throughput: no call is spread over idle slots.
         return rerank_each(
-            partial(call, spread=False),
+            partial(self.rerank, spread=False),
             requests,
             max_pending=max_pending,
             fail_fast=fail_fast,

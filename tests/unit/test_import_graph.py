@@ -110,6 +110,7 @@ CORE_LAYERS: list[set[str]] = [
     {"_attempts"},
     {"_runner"},
     {"_packed"},
+    {"_scorer"},
     {"_client"},
     {"_sync"},
     {"", "integrations", "ray"},  # the package's __init__; the adapters' and Ray's packages
