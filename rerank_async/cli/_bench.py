@@ -29,7 +29,7 @@ from ._bench_report import (
     Report,
     TableData,
     command_line,
-    environment_facts,
+    environment_tables,
     load_plotting,
     machine_info,
     rich_table,
@@ -104,7 +104,7 @@ def run_bench(args: argparse.Namespace) -> int:
             handle.write(png)
     if args.report:
         report_file = Report("rerank-async bench: grid sweep", command_line(args))
-        report_file.facts = environment_facts(_settings(args))
+        report_file.environment = environment_tables(_settings(args))
         report_file.tables.append(table)
         report_file.notes.append(verdict)
         if png is not None:

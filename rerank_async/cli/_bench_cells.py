@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from ._bench_stats import few_samples_warnings, latency_summary
+from ._bench_stats import few_samples_warning, latency_summary
 
 __all__ = ["CellResult", "OpenLoopCell", "best_cell", "highest_sustained_rates"]
 
@@ -105,7 +105,8 @@ class OpenLoopCell:
         return latency_summary(self.latencies_ms)
 
     def warnings(self) -> list[str]:
-        notes = few_samples_warnings(len(self.latencies_ms))
+        few = few_samples_warning(len(self.latencies_ms))
+        notes = [few] if few is not None else []
         if self.sent and not self.latencies_ms:
             notes.append("every call failed: no latency to report")
         lag = latency_summary(self.send_lag_ms)["p99_ms"]

@@ -26,7 +26,7 @@ from ._bench_report import (
     Report,
     TableData,
     command_line,
-    environment_facts,
+    environment_tables,
     load_plotting,
     machine_info,
     rich_table,
@@ -97,7 +97,13 @@ def run_open_loop(args: argparse.Namespace) -> int:
             handle.write(png)
     if args.report:
         report = Report("rerank-async bench: open loop", command_line(args))
-        report.facts = environment_facts(_settings(args, cells, duration, candidates))
+        settings = _settings(args, cells, duration, candidates)
+        target_table = TableData(
+            "Targets",
+            ["name", "provider", "model", "base URL"],
+            [list(target.values()) for target in settings.pop("targets")],
+        )
+        report.environment = [*environment_tables(settings), target_table]
         report.tables.append(table)
         report.notes += notes
         if png is not None:

@@ -33,7 +33,7 @@ __all__ = [
     "Report",
     "TableData",
     "command_line",
-    "environment_facts",
+    "environment_tables",
     "load_plotting",
     "machine_info",
     "report_path",
@@ -63,7 +63,7 @@ class Report:
 
     title: str
     command: str
-    facts: list[tuple[str, str]] = field(default_factory=list)
+    environment: list[TableData] = field(default_factory=list)
     tables: list[TableData] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     images: list[tuple[str, bytes]] = field(default_factory=list)
@@ -127,12 +127,17 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(["rerank-async", *(argv if argv is not None else sys.argv[1:])])
 
 
-def environment_facts(settings: dict[str, Any]) -> list[tuple[str, str]]:
-    """Versions, machine and settings as report rows."""
-    facts = [(name, version) for name, version in versions().items()]
-    facts += [(name, str(value)) for name, value in machine_info().items()]
-    facts += [(name, json.dumps(value)) for name, value in settings.items()]
-    return facts
+def environment_tables(settings: dict[str, Any]) -> list[TableData]:
+    """Versions, machine and settings, each a two-column table for the report."""
+
+    def text(value: object) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return [
+        TableData("Versions", ["", ""], [[k, v] for k, v in versions().items()]),
+        TableData("Machine", ["", ""], [[k, text(v)] for k, v in machine_info().items()]),
+        TableData("Settings", ["", ""], [[k, text(v)] for k, v in settings.items()]),
+    ]
 
 
 def rich_table(data: TableData) -> Table:
@@ -169,6 +174,9 @@ table { border-collapse: collapse; margin: .4em 0 1em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; }
 th { background: #f0f0f0; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td:first-child { white-space: nowrap; }
+.side { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.side td { font-size: .92em; }
 img { max-width: 100%; border: 1px solid #ddd; }
 ul { padding-left: 1.3em; }
 """
@@ -184,12 +192,12 @@ def _html(report: Report) -> str:
         f"<p>Generated {esc(_generated())}.</p>",
         f"<h2>Command</h2><pre>{esc(report.command)}</pre>",
         "<h2>Environment</h2>",
-        _html_table(TableData("", ["", ""], [[k, v] for k, v in report.facts])),
+        '<div class="side">',
+        *(f"<div><h3>{esc(t.title)}</h3>{_html_table(t)}</div>" for t in report.environment),
+        "</div>",
     ]
-    parts.append("<h2>Results</h2>")
     for table in report.tables:
-        if table.title:
-            parts.append(f"<h3>{esc(table.title)}</h3>")
+        parts.append(f"<h2>{esc(table.title)}</h2>")
         parts.append(_html_table(table))
     if report.notes:
         parts.append("<ul>" + "".join(f"<li>{esc(note)}</li>" for note in report.notes) + "</ul>")
@@ -230,15 +238,11 @@ def _markdown(report: Report) -> str:
         "",
         "## Environment",
         "",
-        *_markdown_table(TableData("", ["", ""], [[k, v] for k, v in report.facts])),
-        "",
-        "## Results",
-        "",
     ]
+    for table in report.environment:
+        lines += [f"### {table.title}", "", *_markdown_table(table), ""]
     for table in report.tables:
-        if table.title:
-            lines += [f"### {table.title}", ""]
-        lines += [*_markdown_table(table), ""]
+        lines += [f"## {table.title}", "", *_markdown_table(table), ""]
     lines += [f"- {note}" for note in report.notes]
     for caption, png in report.images:
         lines += ["", f"## {caption}", "", f"![{caption}]({_png_uri(png)})"]

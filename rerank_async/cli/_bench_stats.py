@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["PERCENTILES", "few_samples_warnings", "latency_summary", "nearest_rank"]
+__all__ = ["PERCENTILES", "few_samples_warning", "latency_summary", "nearest_rank"]
 
 # (JSON key, fraction): the percentiles every open-loop cell reports, and its maximum.
 PERCENTILES: Final = (
@@ -43,21 +43,21 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | None]:
     return {key: nearest_rank(ordered, fraction) for key, fraction in PERCENTILES}
 
 
-def few_samples_warnings(n: int) -> list[str]:
-    """A line for each percentile that ``n`` calls cannot support.
+def few_samples_warning(n: int) -> str | None:
+    """A line naming the percentiles that ``n`` calls cannot support, or ``None``.
 
-    A percentile q needs more than 1 / (1 - q) samples to differ from the maximum: a p99
+    A percentile q needs at least 1 / (1 - q) samples to differ from the maximum: a p99
     from under 100 calls is the slowest call, and a p99.9 needs 1,000.
     """
-    warnings = []
+    short = []
     for key, fraction in PERCENTILES:
-        if fraction >= 1.0 or n == 0:
-            continue
-        needed = round(1.0 / (1.0 - fraction))
-        if n < needed:
-            label = key.removesuffix("_ms").replace("p999", "p99.9")
-            warnings.append(
-                f"{label} rests on {n} calls (fewer than {needed:,}): it is the slowest call, "
-                "not a percentile"
-            )
-    return warnings
+        needed = round(1.0 / (1.0 - fraction)) if fraction < 1.0 else 0
+        if 0 < n < needed:
+            short.append((key.removesuffix("_ms").replace("p999", "p99.9"), needed))
+    if not short:
+        return None
+    labels = " and ".join(label for label, _ in short)
+    needs = " and ".join(f"{needed:,}" for _, needed in short)
+    if len(short) == 1:
+        return f"{labels} rests on {n} calls (it needs {needs}): it is the slowest call"
+    return f"{labels} rest on {n} calls (they need {needs}): each is the slowest call"

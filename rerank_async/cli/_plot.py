@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: draw off-screen
 import matplotlib.pyplot as plt  # must follow the backend choice
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
     from ._bench_cells import CellResult, OpenLoopCell
 
 __all__ = ["grid_png", "open_loop_png"]
+
+# Percentiles marked on the CDF's logit axis.
+_CDF_TICKS: Final = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
 def grid_png(cells: Sequence[CellResult]) -> bytes:
@@ -82,11 +87,17 @@ def open_loop_png(cells: Sequence[OpenLoopCell], target_p99_ms: float | None) ->
         cdf_axes.step(ordered, fractions, where="post", color=colours[cell.target],
                       linestyle=style, label=label)  # fmt: skip
     cdf_axes.set_xscale("log")
+    _plain_log_ticks(cdf_axes.xaxis)
     cdf_axes.set_yscale("logit")
-    cdf_axes.set(xlabel="latency from scheduled start (ms)", ylabel="fraction of calls",
+    # Only the percentiles the data reaches: the top plotting position is 1 - 0.5 / n.
+    most = max(1, *(len(cell.latencies_ms) for cell in cells))
+    ticks = [q for q in _CDF_TICKS if q <= 1.0 - 0.5 / most]
+    cdf_axes.set_yticks(ticks, [f"p{100 * q:g}" for q in ticks])
+    cdf_axes.minorticks_off()
+    cdf_axes.set(xlabel="latency from scheduled start (ms)", ylabel="percentile of calls",
                  title="Latency CDF")  # fmt: skip
     cdf_axes.grid(True, which="major", alpha=0.3)
-    cdf_axes.legend(fontsize="small")
+    cdf_axes.legend(fontsize="small", loc="best")
     for name in targets:
         row = sorted((c for c in cells if c.target == name), key=lambda c: c.rate)
         points = [(c.rate, c.summary()["p99_ms"]) for c in row]
@@ -97,6 +108,7 @@ def open_loop_png(cells: Sequence[OpenLoopCell], target_p99_ms: float | None) ->
         rate_axes.axhline(target_p99_ms, color="grey", linestyle="--",
                           label=f"target p99 {target_p99_ms:g} ms")  # fmt: skip
     rate_axes.set_yscale("log")
+    _plain_log_ticks(rate_axes.yaxis)
     rate_axes.set(xlabel="offered rate (calls/s)", ylabel="p99 latency (ms)",
                   title="p99 vs offered rate")  # fmt: skip
     rate_axes.grid(True, which="major", alpha=0.3)
@@ -110,6 +122,14 @@ def _png(figure: Figure) -> bytes:
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _plain_log_ticks(axis: Axis) -> None:
+    """Ticks at 1, 2 and 5 times powers of ten, labelled as plain numbers (20, 50, 100)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs="auto"))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
 
 
 def _log2_ticks(axes: Axes, values: Sequence[int]) -> None:
