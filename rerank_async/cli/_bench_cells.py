@@ -3,6 +3,7 @@ the best; shared with ``_plot`` and the report."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -83,6 +84,8 @@ class OpenLoopCell:
     errors_by_type: dict[str, int] = field(default_factory=dict)
     # How late each call started against its schedule: the load generator's own health.
     send_lag_ms: list[float] = field(default_factory=list, repr=False)
+    # When the first and last calls really started, seconds from the schedule's start.
+    first_start_s: float = math.inf
     last_start_s: float = 0.0
     requests: int = 0
     retries: int = 0
@@ -143,6 +146,7 @@ class OpenLoopCell:
             "errors_by_type": dict(sorted(self.errors_by_type.items())),
             **self.summary(),
             "send_lag_p99_ms": lag["p99_ms"],
+            "send_window_s": self.last_start_s - self.first_start_s if self.sent else None,
             "http_requests": self.requests,
             "retries": self.retries,
             "documents_per_call": self.documents_per_call,

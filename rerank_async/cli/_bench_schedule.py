@@ -94,7 +94,9 @@ async def _call(
     began = clock()
     cell.sent += 1
     cell.send_lag_ms.append(max(0.0, began - scheduled) * 1000.0)
-    cell.last_start_s = max(cell.last_start_s, began - start)
+    since_start = began - start
+    cell.first_start_s = min(cell.first_start_s, since_start)
+    cell.last_start_s = max(cell.last_start_s, since_start)
     try:
         result = await run.client.rerank(payload.query, payload.documents)
     except RerankError as error:
