@@ -230,7 +230,11 @@ def _table(cells: Sequence[CellResult]) -> TableData:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("engine", "requests", "duration", "warmup", "parallel_calls", "max_retries", "base_url")
     settings = {key: getattr(args, key) for key in keys}
+    settings["documents"] = args.documents_path
+    settings["doc_tokens"] = args.doc_tokens.text if args.doc_tokens is not None else None
     settings["server"] = {
-        k[len("server_") :]: v for k, v in vars(args).items() if k.startswith("server_")
+        k[len("server_") :]: v
+        for k, v in vars(args).items()
+        if k.startswith("server_") and k != "server_api_key"  # never a secret in a report
     }
     return settings

@@ -235,7 +235,7 @@ def _settings(
     args: argparse.Namespace, cells: Sequence[OpenLoopCell], duration: float, candidates: int
 ) -> dict[str, Any]:
     targets = {cell.target: cell for cell in cells}
-    return {
+    settings: dict[str, Any] = {
         "rates": args.rates,
         "arrivals": args.arrivals,
         "duration_s": duration,
@@ -252,3 +252,10 @@ def _settings(
             for c in targets.values()
         ],
     }
+    if not args.targets and not args.base_url:  # the local server's knobs shaped the answers
+        settings["server"] = {
+            k.removeprefix("server_"): v
+            for k, v in vars(args).items()
+            if k.startswith("server_") and k != "server_api_key"  # never a secret in a report
+        }
+    return settings

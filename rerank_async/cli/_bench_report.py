@@ -42,6 +42,9 @@ __all__ = [
     "write_report",
 ]
 
+# Flags whose value is a secret: shown as _MASK in the recorded command line.
+_SECRET_FLAGS: Final = frozenset({"--api-key", "--server-api-key"})
+_MASK: Final = "***"
 _FORMATS: Final = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
 # Distributions whose versions change what a bench measures.
 _DISTRIBUTIONS: Final = ("rerank-async", "httpx", "aiohttp", "anyio", "orjson", "matplotlib")
@@ -122,9 +125,19 @@ def load_plotting(*, required: bool) -> Plotting | None:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command as typed, for reports (``main`` stores its arguments in ``args.argv``)."""
+    """The command as typed, keys masked, for reports (``main`` keeps it in ``args.argv``)."""
     argv = getattr(args, "argv", None)
-    return shlex.join(["rerank-async", *(argv if argv is not None else sys.argv[1:])])
+    words = list(argv if argv is not None else sys.argv[1:])
+    masked = []
+    hide_next = False
+    for word in words:
+        flag, equals, _ = word.partition("=")
+        if hide_next:
+            word, hide_next = _MASK, False
+        elif flag in _SECRET_FLAGS:
+            word, hide_next = (f"{flag}={_MASK}", False) if equals else (word, True)
+        masked.append(word)
+    return shlex.join(["rerank-async", *masked])
 
 
 def environment_tables(settings: dict[str, Any]) -> list[TableData]:
@@ -133,10 +146,16 @@ def environment_tables(settings: dict[str, Any]) -> list[TableData]:
     def text(value: object) -> str:
         return value if isinstance(value, str) else json.dumps(value)
 
+    rows = []
+    for key, value in settings.items():
+        if isinstance(value, dict):  # the local server's knobs: those that are set
+            rows += [[f"{key}.{k}", text(v)] for k, v in value.items() if v is not None]
+        else:
+            rows.append([key, text(value)])
     return [
         TableData("Versions", ["", ""], [[k, v] for k, v in versions().items()]),
         TableData("Machine", ["", ""], [[k, text(v)] for k, v in machine_info().items()]),
-        TableData("Settings", ["", ""], [[k, text(v)] for k, v in settings.items()]),
+        TableData("Settings", ["", ""], rows),
     ]
 
 

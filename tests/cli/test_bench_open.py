@@ -24,7 +24,13 @@ from rerank_async.cli._bench_payloads import (
     parse_doc_tokens,
     synthetic_payloads,
 )
-from rerank_async.cli._bench_report import Report, TableData, report_path, write_report
+from rerank_async.cli._bench_report import (
+    Report,
+    TableData,
+    command_line,
+    report_path,
+    write_report,
+)
 from rerank_async.cli._bench_schedule import TargetRun, arrival_offsets, run_schedule
 from rerank_async.cli._bench_stats import few_samples_warning, latency_summary, nearest_rank
 from rerank_async.cli._bench_targets import Target, parse_target
@@ -249,3 +255,14 @@ def test_report_escapes_and_embeds(tmp_path: Path, suffix: str) -> None:
         assert "| a\\|b | 12 |" in text
         assert "|---|---:|" in text
         assert "```bash\nrerank-async bench --target 'a=x|y'\n```" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["bench", "--api-key", "sk-1", "--rate", "5"], "rerank-async bench --api-key '***' --rate 5"),
+     (["bench", "--api-key=sk-1", "--server-api-key", "k2"],
+      "rerank-async bench '--api-key=***' --server-api-key '***'"),
+     (["bench", "--target", "a=x y"], "rerank-async bench --target 'a=x y'")],
+)  # fmt: skip
+def test_recorded_command_masks_keys(argv: list[str], expected: str) -> None:
+    assert command_line(argparse.Namespace(argv=argv)) == expected
