@@ -47,14 +47,13 @@ def run_open_loop(args: argparse.Namespace) -> int:
     batch_size, concurrency, candidates = (
         _one_value(args, flag) for flag in ("batch_size", "concurrency", "candidates")
     )
-    if candidates is None:
-        candidates = OPEN_LOOP_CANDIDATES
     duration: float = args.duration if args.duration is not None else OPEN_LOOP_DURATION_S
     if duration <= 0:
         raise ValueError(f"--duration must be > 0 seconds, got {duration:g}")
     if args.documents_path:
-        payloads = load_payloads(args.documents_path, candidates)
+        payloads = load_payloads(args.documents_path, candidates)  # None: as in the file
     else:
+        candidates = candidates if candidates is not None else OPEN_LOOP_CANDIDATES
         payloads = synthetic_payloads(candidates, args.doc_tokens)
     plotting = load_plotting(required=args.plot is not None)  # a missing extra fails first
     console = Console(stderr=True)
@@ -232,7 +231,10 @@ def _notes(cells: Sequence[OpenLoopCell], target_p99: float | None) -> list[str]
 
 
 def _settings(
-    args: argparse.Namespace, cells: Sequence[OpenLoopCell], duration: float, candidates: int
+    args: argparse.Namespace,
+    cells: Sequence[OpenLoopCell],
+    duration: float,
+    candidates: int | None,
 ) -> dict[str, Any]:
     targets = {cell.target: cell for cell in cells}
     settings: dict[str, Any] = {
