@@ -90,3 +90,16 @@ async def test_requests_meeting_a_stall_are_held_until_it_ends() -> None:
     assert first_s < 0.1
     assert held_s >= 0.2  # the rest of the stall, then its own 20 ms
     assert after_s < 0.1
+
+
+def test_serve_and_bench_have_the_stall_flags() -> None:
+    from rerank_async.cli._common import server_config_from
+    from rerank_async.cli._main import build_parser
+
+    for command in ("serve", "bench"):
+        argv = [command, "--stall-duration-s", "1", "--stall-every-s", "2",
+                "--stall-start-s", "0.5"]  # fmt: skip
+        config = server_config_from(build_parser(argv).parse_args(argv))
+        assert (config.stall_duration_s, config.stall_every_s, config.stall_start_s) == (
+            1.0, 2.0, 0.5,
+        )  # fmt: skip
