@@ -74,7 +74,9 @@ def run_bench(args: argparse.Namespace) -> int:
             setattr(args, name, default)
     console = Console(stderr=True)
     payloads = _grid_payloads(args)
-    plotting = load_plotting(required=args.plot is not None)  # a missing extra fails first
+    # A missing extra fails before the sweep; matplotlib is imported only when asked for.
+    wants_plot = bool(args.plot or args.report)
+    plotting = load_plotting(required=args.plot is not None) if wants_plot else None
     with contextlib.ExitStack() as stack:
         base_url = args.base_url or stack.enter_context(local_endpoint(args, console))
         cells = anyio.run(_sweep, args, base_url, payloads, console)
@@ -98,7 +100,7 @@ def run_bench(args: argparse.Namespace) -> int:
         }
         with open(args.json_path, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
-    png = plotting.grid(cells) if plotting is not None and (args.plot or args.report) else None
+    png = plotting.grid(cells) if plotting is not None else None
     if args.plot and png is not None:
         with open(args.plot, "wb") as handle:
             handle.write(png)

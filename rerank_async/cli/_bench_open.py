@@ -55,7 +55,9 @@ def run_open_loop(args: argparse.Namespace) -> int:
     else:
         candidates = candidates if candidates is not None else OPEN_LOOP_CANDIDATES
         payloads = synthetic_payloads(candidates, args.doc_tokens)
-    plotting = load_plotting(required=args.plot is not None)  # a missing extra fails first
+    # A missing extra fails before the run; matplotlib is imported only when asked for.
+    wants_plot = bool(args.plot or args.report)
+    plotting = load_plotting(required=args.plot is not None) if wants_plot else None
     console = Console(stderr=True)
     with contextlib.ExitStack() as stack:
         targets = list(args.targets or [])
@@ -77,13 +79,14 @@ def run_open_loop(args: argparse.Namespace) -> int:
     for note in notes:
         out.print(note, soft_wrap=True, highlight=False)
     best = highest_sustained_rates(cells, args.target_p99) if args.target_p99 else None
+    settings = _settings(args, cells, duration, candidates)
     if args.json_path:
         document = {
             "mode": "open-loop",
             "command": command_line(args),
             "versions": versions(),
             "machine": machine_info(),
-            "settings": _settings(args, cells, duration, candidates),
+            "settings": settings,
             "cells": [cell.as_json() for cell in cells],
             "target_p99_ms": args.target_p99,
             "highest_rate_within_target_p99": best,
@@ -95,22 +98,32 @@ def run_open_loop(args: argparse.Namespace) -> int:
         with open(args.plot, "wb") as handle:
             handle.write(png)
     if args.report:
-        report = Report("rerank-async bench: open loop", command_line(args))
-        settings = _settings(args, cells, duration, candidates)
-        target_table = TableData(
-            "Targets",
-            ["name", "provider", "model", "base URL"],
-            [list(target.values()) for target in settings.pop("targets")],
-        )
-        report.environment = [*environment_tables(settings), target_table]
-        report.tables.append(table)
-        report.notes += notes
-        if png is not None:
-            report.images.append(("Latency CDF per target; p99 against offered rate", png))
-        else:
-            report.notes.append("plots left out: pip install 'rerank-async[plot]'")
-        write_report(args.report, report)
+        write_report(args.report, _report(args, settings, table, notes, png))
     return 1 if best is not None and None in best.values() else 0
+
+
+def _report(
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    table: TableData,
+    notes: list[str],
+    png: bytes | None,
+) -> Report:
+    report = Report("rerank-async bench: open loop", command_line(args))
+    shown = {key: value for key, value in settings.items() if key != "targets"}
+    targets = TableData(
+        "Targets",
+        ["name", "provider", "model", "base URL"],
+        [list(target.values()) for target in settings["targets"]],
+    )
+    report.environment = [*environment_tables(shown), targets]
+    report.tables.append(table)
+    report.notes += notes
+    if png is not None:
+        report.images.append(("Latency CDF per target; p99 against offered rate", png))
+    else:
+        report.notes.append("plots left out: pip install 'rerank-async[plot]'")
+    return report
 
 
 def _one_value(args: argparse.Namespace, name: str) -> int | None:
