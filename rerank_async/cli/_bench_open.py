@@ -99,7 +99,9 @@ def run_open_loop(args: argparse.Namespace) -> int:
             handle.write(png)
     if args.report:
         write_report(args.report, _report(args, settings, table, notes, png))
-    return 1 if best is not None and None in best.values() else 0
+    all_failed = any(cell.sent and not cell.latencies_ms for cell in cells)
+    missed = best is not None and None in best.values()
+    return 1 if all_failed or missed else 0
 
 
 def _report(

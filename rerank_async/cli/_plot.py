@@ -97,7 +97,7 @@ def open_loop_png(cells: Sequence[OpenLoopCell], target_p99_ms: float | None) ->
     cdf_axes.set(xlabel="latency from scheduled start (ms)", ylabel="percentile of calls",
                  title="Latency CDF")  # fmt: skip
     cdf_axes.grid(True, which="major", alpha=0.3)
-    cdf_axes.legend(fontsize="small", loc="best")
+    _legend(cdf_axes)
     for name in targets:
         row = sorted((c for c in cells if c.target == name), key=lambda c: c.rate)
         points = [(c.rate, c.summary()["p99_ms"]) for c in row]
@@ -112,8 +112,14 @@ def open_loop_png(cells: Sequence[OpenLoopCell], target_p99_ms: float | None) ->
     rate_axes.set(xlabel="offered rate (calls/s)", ylabel="p99 latency (ms)",
                   title="p99 vs offered rate")  # fmt: skip
     rate_axes.grid(True, which="major", alpha=0.3)
-    rate_axes.legend(fontsize="small")
+    _legend(rate_axes)
     return _png(figure)
+
+
+def _legend(axes: Axes) -> None:
+    # A run where every call failed draws nothing; an empty legend would only warn.
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", loc="best")
 
 
 def _png(figure: Figure) -> bytes:
