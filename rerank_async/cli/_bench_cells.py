@@ -1,5 +1,5 @@
-"""Cells of ``rerank-async bench``: a grid sweep's and an open-loop run's, and the choice of
-the best; shared with ``_plot`` and the report."""
+"""Cells of ``rerank-async bench``: a grid sweep's and an open-loop run's, and the verdicts
+on them (the best grid cell, each target's highest sustained rate); shared with ``_plot``."""
 
 from __future__ import annotations
 

@@ -60,6 +60,7 @@ class DocTokens:
     Attributes:
         kind: ``"fixed"``, ``"uniform"`` (``low``..``high``) or ``"lognormal"`` (median
             ``low``, shape ``sigma``).
+        text: The flag's value as given, for reports.
     """
 
     kind: str
@@ -69,6 +70,7 @@ class DocTokens:
     text: str = ""
 
     def draw(self, rng: random.Random) -> int:
+        """One document's length in tokens."""
         if self.kind == "uniform":
             return rng.randint(self.low, self.high)
         if self.kind == "lognormal":
