@@ -107,6 +107,7 @@ def open_loop_png(cells: Sequence[OpenLoopCell], target_p99_ms: float | None) ->
     if target_p99_ms is not None:
         rate_axes.axhline(target_p99_ms, color="grey", linestyle="--",
                           label=f"target p99 {target_p99_ms:g} ms")  # fmt: skip
+    rate_axes.set_xticks(rates, [f"{rate:g}" for rate in rates])  # the offered rates only
     rate_axes.set_yscale("log")
     _plain_log_ticks(rate_axes.yaxis)
     rate_axes.set(xlabel="offered rate (calls/s)", ylabel="p99 latency (ms)",
