@@ -1,7 +1,10 @@
-"""``rerank-async bench``: sweep batch size x concurrency x candidates against an endpoint.
+"""``rerank-async bench``: a closed-loop grid sweep, or an open-loop run with ``--rate``.
 
-Without ``--base-url`` it starts the local server as a separate process, so the
-client's and the server's CPU do not share one interpreter.
+The grid sweeps batch size x concurrency x candidates against one endpoint and
+recommends settings. ``--rate`` hands over to ``_bench_open``: calls on a schedule,
+endpoints side by side. Without ``--base-url`` or ``--target`` the local server is
+started as a separate process, so the client's and the server's CPU do not share
+one interpreter.
 """
 
 from __future__ import annotations
@@ -9,42 +12,46 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .._exceptions import RerankError
 from .._models import RequestRecord
 from .._options import Limits
-from ._bench_args import BENCH_SERVER_DEFAULTS, add_bench_arguments
+from ._bench_args import BENCH_SERVER_DEFAULTS, GRID_DEFAULTS, add_bench_arguments
 from ._bench_cells import CellResult, best_cell
-from ._common import MissingExtraError, add_server_options, client_from_args, server_config_from
+from ._bench_payloads import Payload, load_payloads, synthetic_payloads
+from ._bench_report import (
+    Report,
+    TableData,
+    command_line,
+    environment_tables,
+    load_plotting,
+    machine_info,
+    rich_table,
+    versions,
+    write_report,
+)
+from ._bench_server import local_endpoint
+from ._common import add_server_options, client_from_args
 from ._demo import synthetic_corpus
 from ._output import percentile, stdout_console
 
 __all__ = ["CellResult", "best_cell", "register", "run_bench"]
 
-_SERVER_START_TIMEOUT_S: Final = 15.0
-
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench`` command's flags and handler to its ``parser``."""
     parser.description = (
-        "Benchmark a reranker endpoint (the local server when no --base-url is "
-        "given) over a grid of batch sizes, concurrency limits and candidate counts. "
-        "See docs/benchmarks.md."
+        "Benchmark reranker endpoints. Without --rate: a closed-loop grid of batch sizes, "
+        "concurrency limits and candidate counts against one endpoint (the local server "
+        "when no --base-url is given), and a recommendation. With --rate: open-loop load "
+        "on a schedule, one or more --target endpoints side by side. See docs/benchmarks.md."
     )
     add_bench_arguments(parser)
     parser.set_defaults(handler=run_bench)
@@ -56,35 +63,74 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """Run the sweep, print the table and the recommendation; returns the exit code."""
+    """Run the grid sweep or, with ``--rate``, the open loop; returns the exit code."""
+    if args.rates is not None:
+        from ._bench_open import run_open_loop
+
+        return run_open_loop(args)
+    if args.targets:
+        raise ValueError("--target needs --rate: the grid sweep measures one --base-url")
+    for name, default in GRID_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     console = Console(stderr=True)
-    plot = _load_plotter() if args.plot else None  # a missing extra fails before the sweep
-    with _endpoint(args, console) as base_url:
-        cells = anyio.run(_sweep, args, base_url, console)
-    stdout_console().print(_table(cells))
+    payloads = _grid_payloads(args)
+    # A missing extra fails before the sweep; matplotlib is imported only when asked for.
+    wants_plot = bool(args.plot or args.report)
+    plotting = load_plotting(required=args.plot is not None) if wants_plot else None
+    with contextlib.ExitStack() as stack:
+        base_url = args.base_url or stack.enter_context(local_endpoint(args, console))
+        cells = anyio.run(_sweep, args, base_url, payloads, console)
+    table = _table(cells)
+    stdout_console().print(rich_table(table))
     best = best_cell(cells, args.target_p99)
     if best is None:
-        print(f"no cell had a call p99 within {args.target_p99} ms")
+        verdict = f"no cell had a call p99 within {args.target_p99} ms"
     else:
         within = f" within p99 {args.target_p99:g} ms" if args.target_p99 is not None else ""
-        print(
+        verdict = (
             f"best{within}: batch_size={best.batch_size} concurrency={best.concurrency} "
             f"({best.documents_per_s:,.0f} documents/s, call p99 {best.call_ms['p99']:.0f} ms)"
         )
+    print(verdict)
     if args.json_path:
         report = {
-            "machine": _machine(),
+            "machine": machine_info() | {"python": versions()["python"]},
             "settings": _settings(args),
             "cells": [c.as_json() for c in cells],
         }
         with open(args.json_path, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
-    if plot is not None:
-        plot(cells, args.plot)
+    png = plotting.grid(cells) if plotting is not None else None
+    if args.plot and png is not None:
+        with open(args.plot, "wb") as handle:
+            handle.write(png)
+    if args.report:
+        report_file = Report("rerank-async bench: grid sweep", command_line(args))
+        report_file.environment = environment_tables(_settings(args))
+        report_file.tables.append(table)
+        report_file.notes.append(verdict)
+        if png is not None:
+            report_file.images.append(("Call latency and throughput", png))
+        else:
+            report_file.notes.append("plots left out: pip install 'rerank-async[plot]'")
+        write_report(args.report, report_file)
     return 0 if best is not None else 1
 
 
-async def _sweep(args: argparse.Namespace, base_url: str, console: Console) -> list[CellResult]:
+def _grid_payloads(args: argparse.Namespace) -> dict[int, Payload]:
+    """Each cell's one call, by candidate count; read before any request."""
+    if args.documents_path:
+        first = load_payloads(args.documents_path, max(args.candidates))[0]
+        return {n: Payload(first.query, first.documents[:n]) for n in args.candidates}
+    if args.doc_tokens is not None:
+        return {n: synthetic_payloads(n, args.doc_tokens)[0] for n in args.candidates}
+    return {n: Payload(*synthetic_corpus(n, 1, seed=11)[0]) for n in args.candidates}
+
+
+async def _sweep(
+    args: argparse.Namespace, base_url: str, payloads: dict[int, Payload], console: Console
+) -> list[CellResult]:
     grid = [
         (batch_size, concurrency, candidates)
         for candidates in args.candidates
@@ -100,17 +146,19 @@ async def _sweep(args: argparse.Namespace, base_url: str, console: Console) -> l
         task = progress.add_task("", total=len(grid))
         for batch_size, concurrency, candidates in grid:
             progress.update(task, description=f"B={batch_size} C={concurrency} N={candidates}")
-            cells.append(await _run_cell(args, base_url, batch_size, concurrency, candidates))
+            cells.append(
+                await _run_cell(args, base_url, batch_size, concurrency, payloads[candidates])
+            )
             progress.advance(task)
     return cells
 
 
 async def _run_cell(
-    args: argparse.Namespace, base_url: str, batch_size: int, concurrency: int, candidates: int
+    args: argparse.Namespace, base_url: str, batch_size: int, concurrency: int, payload: Payload
 ) -> CellResult:
     records: list[RequestRecord] = []
-    [(query, documents)] = synthetic_corpus(candidates, 1, seed=11)
-    cell = CellResult(batch_size=batch_size, concurrency=concurrency, candidates=candidates)
+    query, documents = payload.query, payload.documents
+    cell = CellResult(batch_size=batch_size, concurrency=concurrency, candidates=len(documents))
     call_latencies: list[float] = []
     async with client_from_args(
         args,
@@ -165,92 +213,31 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _table(cells: Sequence[CellResult]) -> Table:
-    table = Table(title="rerank-async bench", title_justify="left")
-    for name in ("B", "C", "limit", "N", "calls", "call p50", "p90", "p99", "max", "req p50",
-                 "req p99", "docs/s", "req/s", "retries", "errors", "server p50"):  # fmt: skip
-        table.add_column(name, justify="right")
+def _table(cells: Sequence[CellResult]) -> TableData:
+    headers = ["B", "C", "limit", "N", "calls", "call p50", "p90", "p99", "max", "req p50",
+               "req p99", "docs/s", "req/s", "retries", "errors", "server p50"]  # fmt: skip
+    rows = []
     for c in cells:
         server = f"{c.server_runtime_ms_p50:.0f}" if c.server_runtime_ms_p50 is not None else "-"
         limit = str(c.concurrency_limit) if c.concurrency_limit is not None else "-"
-        table.add_row(
+        rows.append([
             str(c.batch_size), str(c.concurrency), limit, str(c.candidates), str(c.calls),
             *(f"{c.call_ms[k]:.0f}" for k in ("p50", "p90", "p99", "max")),
             f"{c.request_ms['p50']:.1f}", f"{c.request_ms['p99']:.1f}",
             f"{c.documents_per_s:,.0f}", f"{c.requests_per_s:,.0f}",
             str(c.retries), str(c.failed_calls), server,
-        )  # fmt: skip
-    return table
-
-
-def _load_plotter() -> Callable[[Sequence[CellResult], str], None]:
-    try:
-        from ._plot import plot_cells
-    except ImportError as error:
-        raise MissingExtraError(
-            f"--plot needs matplotlib: pip install 'rerank-async[plot]' ({error})"
-        ) from error
-    return plot_cells
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-    }
+        ])  # fmt: skip
+    return TableData("rerank-async bench", headers, rows, frozenset(range(len(headers))))
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("engine", "requests", "duration", "warmup", "parallel_calls", "max_retries", "base_url")
     settings = {key: getattr(args, key) for key in keys}
+    settings["documents"] = args.documents_path
+    settings["doc_tokens"] = args.doc_tokens.text if args.doc_tokens is not None else None
     settings["server"] = {
-        k[len("server_") :]: v for k, v in vars(args).items() if k.startswith("server_")
+        k[len("server_") :]: v
+        for k, v in vars(args).items()
+        if k.startswith("server_") and k != "server_api_key"  # never a secret in a report
     }
     return settings
-
-
-@contextlib.contextmanager
-def _endpoint(args: argparse.Namespace, console: Console) -> Iterator[str]:
-    if args.base_url:
-        yield args.base_url
-        return
-    config = server_config_from(args)  # the server extra, only for the local server
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "rerank_async.cli", "serve", "--port", str(port)]
-    for config_field in fields(config):
-        value = getattr(config, config_field.name)
-        if value == config_field.default or config_field.name in ("known_models", "api_key"):
-            continue
-        command += [f"--{config_field.name.replace('_', '-')}", str(value)]
-    console.print(f"local server: {' '.join(command[3:])}")
-    # Our own interpreter and module with flags built from ServerConfig: no untrusted input.
-    process = subprocess.Popen(  # noqa: S603
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_up(url, process)
-        yield f"{url}/v1/inference"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise OSError(f"the local server exited with status {process.returncode} at start-up")
-        try:
-            httpx.get(f"{url}/healthz", timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise OSError(f"the local server did not start within {_SERVER_START_TIMEOUT_S:g} s")

@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(arguments)
     args = parser.parse_args(arguments)
+    args.argv = arguments  # the command as typed, for reports that record it
     _configure_logging(args.verbose)
     try:
         code: int = args.handler(args)

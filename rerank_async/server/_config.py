@@ -20,7 +20,13 @@ _RATE_FIELDS: Final = (
     "drop_rate",
     "malformed_rate",
 )
-_NON_NEGATIVE_FIELDS: Final = ("latency_ms", "per_doc_latency_ms", "jitter_ms", "outage_duration_s")
+_NON_NEGATIVE_FIELDS: Final = (
+    "latency_ms",
+    "per_doc_latency_ms",
+    "jitter_ms",
+    "outage_duration_s",
+    "stall_duration_s",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +145,27 @@ class ServerConfig:
         default=0.0,
         metadata={"help": "How long the outage lasts, in seconds."},
     )
+    stall_duration_s: float = field(
+        default=0.0,
+        metadata={
+            "help": "How long each stall lasts, in seconds: every request in the server or "
+            "arriving meanwhile is held until it ends (a stop-the-world pause). 0: no stall."
+        },
+    )
+    stall_every_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds from one stall's start to the next. None: a single stall at "
+            "stall_start_s."
+        },
+    )
+    stall_start_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds after the first inference request when the first stall begins. "
+            "None: stall_every_s."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
@@ -168,6 +195,7 @@ class ServerConfig:
                 if name != "outage_start_s" and value <= 0:
                     msg = f"{name} must be > 0 or None, got {value!r}"
                     raise ValueError(msg)
+        self._check_stall()
         for name in ("capacity", "max_batch_size", "max_in_flight"):
             value = getattr(self, name)
             if value is not None and (
@@ -179,6 +207,26 @@ class ServerConfig:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             msg = f"seed must be an integer or None, got {self.seed!r}"
+            raise ValueError(msg)
+
+    def _check_stall(self) -> None:
+        for name in ("stall_every_s", "stall_start_s"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_float(name, value, low=0.0)
+        every = self.stall_every_s
+        if every is not None and every <= 0:
+            msg = f"stall_every_s must be > 0 or None, got {every!r}"
+            raise ValueError(msg)
+        # A stall as long as its period never ends: the server would answer nothing.
+        if every is not None and self.stall_duration_s >= every:
+            msg = (
+                f"stall_duration_s must be shorter than stall_every_s, got "
+                f"{self.stall_duration_s!r} >= {every!r}"
+            )
+            raise ValueError(msg)
+        if self.stall_duration_s > 0 and every is None and self.stall_start_s is None:
+            msg = "stall_duration_s needs stall_every_s or stall_start_s to say when"
             raise ValueError(msg)
 
     @classmethod

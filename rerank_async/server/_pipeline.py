@@ -1,13 +1,14 @@
 """One request pipeline for every dialect, written once.
 
-An inference request goes through, in order: the provider-style limits
+An inference request goes through, in order: a stall in progress (``_stall``), the
+provider-style limits
 (``_limits``: an outage's 503, a concurrency cap's or rate limit's 429), auth
 (401), the model named in the path (404), the body (the dialect's 400 or 422),
 the model named in the body (404), batch size, the fault plan (503, 429 answered
 at once), the capacity queue, the simulated latency, then a dropped connection, a
 malformed 200 (truncated JSON, one score missing, or no scores), or the real
-answer. Every dialect shares one set of stats, one fault random stream and one
-capacity queue.
+answer, held once more if a stall began meanwhile. Every dialect shares one set of
+stats, one fault random stream and one capacity queue.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._faults import Fault, FaultInjector, FaultPlan, Malformation
 from ._http import JSON_MEDIA_TYPE, DroppedResponse, InvalidBodyError, dumps
 from ._limits import AdmissionControl, Refusal, retry_after_header
 from ._scoring import score_pairs
+from ._stall import Stall
 from ._stats import StatsKeeper
 
 __all__ = ["RerankService"]
@@ -61,6 +63,7 @@ class RerankService:
         self.stats = StatsKeeper()
         self.admission = AdmissionControl(config)
         self.stats.refusals = self.admission.refusals
+        self.stall = Stall(config)
         # Created on first use, inside the event loop that serves requests (running_server
         # builds the app in the caller's thread, which may be running a loop of its own).
         self._limiter: anyio.CapacityLimiter | None = None
@@ -73,8 +76,10 @@ class RerankService:
         # Counted on entry, before any capacity wait: a client that overshoots its own
         # concurrency bound shows up in max_in_flight.
         stats.enter()
-        refusal = self.admission.admit()
         try:
+            self.stall.mark_request()
+            await self._wait_out_stall()
+            refusal = self.admission.admit()
             if refusal is not None:
                 response = _refused(dialect, refusal)
             else:
@@ -82,6 +87,8 @@ class RerankService:
                     response = await self._answer(request, dialect, uuid.uuid4().hex, started)
                 finally:
                     self.admission.leave()
+            # A frozen server sends nothing, whatever it had ready when the stall began.
+            await self._wait_out_stall()
         finally:
             stats.in_flight -= 1
         if isinstance(response, DroppedResponse):
@@ -134,6 +141,14 @@ class RerankService:
             async with limiter:
                 scores = await self._score(call, plan)
         return self._respond(dialect, call, scores, plan, headers, request_id, started)
+
+    async def _wait_out_stall(self) -> None:
+        # Checked again after each wait: a timer may fire a hair before its deadline.
+        while self.stall.enabled:
+            remaining = self.stall.remaining_s()
+            if remaining <= 0.0:
+                return
+            await anyio.sleep(remaining)
 
     def _capacity_limiter(self) -> anyio.CapacityLimiter | None:
         """The capacity queue every route shares, or None when unlimited."""
@@ -199,6 +214,7 @@ class RerankService:
     async def reset_stats(self, request: Request) -> Response:
         self.stats.reset()
         self.admission.reset()
+        self.stall.reset()
         self.stats.refusals = self.admission.refusals
         return JSONResponse(self.stats.snapshot())
 
