@@ -28,6 +28,7 @@ from ._exceptions import (
     RetryBudgetExhaustedError,
     ServerError,
 )
+from ._long_documents import LongDocuments
 from ._many import RerankOutcome, RerankRequest
 from ._models import RankedDocument, RequestRecord, RerankResult, Usage
 from ._partial import PartialScores
@@ -49,6 +50,7 @@ __all__ = [
     "ClientOptions",
     "ClientStatistics",
     "DeepInfraProvider",
+    "LongDocuments",
     "NotFoundError",
     "NotGiven",
     "PartialScores",

@@ -26,6 +26,7 @@ from ._config import (
     NotGiven,
     resolve_call,
     resolve_config,
+    resolve_instruction,
 )
 from ._constants import (
     DEFAULT_MAX_RETRIES,
@@ -37,6 +38,7 @@ from ._constants import (
 )
 from ._encodable import check_encodable_in_slices
 from ._engines import open_transport
+from ._long_documents import LongDocumentPolicy, LongDocuments
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._pair_pool import PairPool
@@ -129,6 +131,12 @@ class RerankClient:
         on_request: Called after every HTTP attempt with a ``RequestRecord``
             (latency, status, server runtime), for metrics and benchmarks.
             It runs on the event loop: keep it quick and never let it raise.
+        instruction: The default instruction of every call, in the provider's
+            own field (docs/providers.md, "Instructions"); ``None`` for none.
+            A provider or model with no such field raises ``ValueError``.
+        long_documents: What to do with documents over a length
+            (``LongDocuments``: cut them, or score overlapping windows and keep
+            each document's best); ``None`` sends them as they are.
 
     Raises:
         ValueError: An option is out of range; the message names it.
@@ -162,6 +170,8 @@ class RerankClient:
         max_tokens_per_minute: float | None = None,
         retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
         retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+        instruction: str | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> None:
         config = resolve_config(
             model=model,
@@ -187,8 +197,11 @@ class RerankClient:
             max_tokens_per_minute=max_tokens_per_minute,
             retry_budget_ratio=retry_budget_ratio,
             retry_budget_per_second=retry_budget_per_second,
+            instruction=instruction,
+            long_documents=long_documents,
         )
         self._provider = config.provider
+        self._long_documents = config.long_documents
         self._api_key = config.api_key
         self._transport = open_transport(config, on_request=on_request)
         # One limiter for every call of this client (see BatchRunner).
@@ -261,6 +274,7 @@ class RerankClient:
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
         resume: PartialScores | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them.
 
@@ -274,6 +288,8 @@ class RerankClient:
             resume: The ``partial`` of a failed call's error on the same
                 ``documents``: only the documents it has no score for are
                 sent, in as few requests as ``batch_size`` allows.
+            instruction: This call's instruction, in the provider's own field;
+                ``None`` for none; the client's when left out.
 
         Returns:
             The scores in input order and the ranked documents.
@@ -288,7 +304,12 @@ class RerankClient:
             RuntimeError: The client is closed.
         """
         return await self._traced_rerank(
-            query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+            query,
+            documents,
+            top_k=top_k,
+            total_timeout=total_timeout,
+            resume=resume,
+            instruction=instruction,
         )
 
     async def _traced_rerank(
@@ -301,6 +322,7 @@ class RerankClient:
         resume: PartialScores | None = None,
         spread: bool = True,
         pool: PairPool | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """``rerank`` with its planning options; ``rerank_many`` calls it for each request."""
         # --- OpenTelemetry hook (issue 13): one CLIENT span per call, from its Usage and
@@ -321,6 +343,7 @@ class RerankClient:
                     resume=resume,
                     spread=spread,
                     pool=pool,
+                    instruction=instruction,
                 )
             )
         # --- end of the OpenTelemetry hook
@@ -335,21 +358,29 @@ class RerankClient:
         resume: PartialScores | None,
         spread: bool,
         pool: PairPool | None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """``rerank`` without its span: one pass of the runner, or of the pair pool."""
         self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
+        call_instruction = resolve_instruction(options, self._provider, instruction)
+        if call_instruction is not None:
+            # The wire carries one instruction per request: no packing with other calls.
+            pool = None
         checked = request.documents
         resume = checked_resume(resume, len(checked))
         await check_encodable_in_slices(checked)
         if resume is None:
-            scores, usage = await self._score(
+            scores, usage = await _score(
+                self._runner,
+                self._long_documents,
                 request.query,
                 checked,
                 deadline_seconds=request.deadline_seconds,
                 spread=spread,
                 pool=pool,
+                instruction=call_instruction,
             )
         else:
             # As few requests as possible: each one more is one more chance to fail again.
@@ -357,51 +388,18 @@ class RerankClient:
                 checked,
                 resume,
                 partial(
-                    self._score,
+                    _score,
+                    self._runner,
+                    self._long_documents,
                     request.query,
                     deadline_seconds=request.deadline_seconds,
                     spread=False,
+                    instruction=call_instruction,
                 ),
             )
             usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
         return RerankResult.build(
             model=options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
-        )
-
-    async def _score(
-        self,
-        query: str,
-        documents: list[str],
-        *,
-        deadline_seconds: float | None,
-        spread: bool = True,
-        pool: PairPool | None = None,
-    ) -> tuple[list[float], Usage]:
-        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool.
-
-        A failure carries what was scored as ``partial``.
-        """
-        if not documents:
-            return [], Usage()
-        call = await CallState.for_documents(
-            query, documents, dedupe_them=self._runner.options.dedupe, spread=spread
-        )
-        if pool is None:
-            await self._runner.run_call(
-                call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
-            )
-        else:
-            await self._runner.packed.run_pooled_call(
-                call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
-            )
-        return call.caller_scores(), Usage(
-            documents=len(documents),
-            unique_documents=len(call.unique),
-            batches=call.batches,
-            requests=call.requests,
-            retries=call.retries,
-            hedges=call.hedges,
-            input_tokens=call.input_tokens,
         )
 
     async def score(
@@ -410,9 +408,12 @@ class RerankClient:
         documents: Sequence[str],
         *,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> list[float]:
         """Scores only, ``scores[i]`` for ``documents[i]``; see ``rerank``."""
-        result = await self.rerank(query, documents, total_timeout=total_timeout)
+        result = await self.rerank(
+            query, documents, total_timeout=total_timeout, instruction=instruction
+        )
         return result.scores
 
     def rerank_many(
@@ -515,3 +516,70 @@ class RerankClient:
     def _ensure_open(self) -> None:
         if self._state is _State.CLOSED:
             raise RuntimeError("RerankClient is closed; create a new client")
+
+
+async def _score(
+    runner: BatchRunner,
+    long_documents: LongDocumentPolicy | None,
+    query: str,
+    documents: list[str],
+    *,
+    deadline_seconds: float | None,
+    spread: bool = True,
+    pool: PairPool | None = None,
+    instruction: str | None = None,
+) -> tuple[list[float], Usage]:
+    """Scores of ``documents`` in order: one pass of the runner, or of the pair pool;
+    with ``long_documents``, by their windows (``LongDocumentPolicy.score``).
+
+    A failure carries what was scored as ``partial``.
+    """
+    score_texts = partial(
+        _score_once,
+        runner,
+        query,
+        deadline_seconds=deadline_seconds,
+        spread=spread,
+        pool=pool,
+        instruction=instruction,
+    )
+    if long_documents is None:
+        return await score_texts(documents)
+    scores, usage = await long_documents.score(documents, score_texts)
+    return scores, usage.model_copy(update={"documents": len(documents)})
+
+
+async def _score_once(
+    runner: BatchRunner,
+    query: str,
+    documents: list[str],
+    *,
+    deadline_seconds: float | None,
+    spread: bool,
+    pool: PairPool | None,
+    instruction: str | None,
+) -> tuple[list[float], Usage]:
+    """One pass of ``runner`` (or of its pair pool) over ``documents``, and what it cost."""
+    if not documents:
+        return [], Usage()
+    call = await CallState.for_documents(
+        query, documents, dedupe_them=runner.options.dedupe, spread=spread
+    )
+    call.instruction = instruction
+    if pool is None:
+        await runner.run_call(
+            call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread
+        )
+    else:
+        await runner.packed.run_pooled_call(
+            call, pool, deadline_seconds=deadline_seconds, n_documents=len(documents)
+        )
+    return call.caller_scores(), Usage(
+        documents=len(documents),
+        unique_documents=len(call.unique),
+        batches=call.batches,
+        requests=call.requests,
+        retries=call.retries,
+        hedges=call.hedges,
+        input_tokens=call.input_tokens,
+    )

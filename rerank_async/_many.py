@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._config import NotGiven
+from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import RerankError
 from ._models import RerankResult
 from ._pair_pool import PairPool
@@ -43,6 +43,8 @@ class RerankRequest:
         id: The caller's id, echoed in the outcome (``None``: use the position).
         top_k: Cut of ``results`` for this request.
         metadata: Anything the caller wants back with the outcome.
+        instruction: This request's instruction (``None``: none); the client's
+            when left out.
     """
 
     query: str
@@ -50,6 +52,7 @@ class RerankRequest:
     id: str | int | None = None
     top_k: int | None = None
     metadata: object = field(default=None, compare=False)
+    instruction: str | NotGiven | None = NOT_GIVEN
 
 
 RequestLike: TypeAlias = RerankRequest | tuple[str, Sequence[str]]
@@ -102,6 +105,7 @@ def rerank_each(
 
     async def rerank_one(request: RerankRequest) -> RerankResult:
         shared: dict[str, Any] = {} if pool is None else {"pool": pool}
+        shared["instruction"] = request.instruction
         try:
             return await rerank(
                 request.query,
@@ -121,6 +125,7 @@ def rerank_each(
                 top_k=request.top_k,
                 total_timeout=total_timeout,
                 resume=error.partial,
+                instruction=request.instruction,
             )
 
     outcomes = run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)

@@ -260,9 +260,12 @@ class BatchRunner:
         return []
 
     def _encode_span(self, call: CallState, start: int, stop: int) -> bytes:
-        return self._provider.encode_request(
-            self._options.model, call.query, call.unique[start:stop]
-        )
+        documents = call.unique[start:stop]
+        if call.instruction is not None:
+            return self._provider.encode_instructed(
+                self._options.model, call.query, documents, call.instruction
+            )
+        return self._provider.encode_request(self._options.model, call.query, documents)
 
     async def _score_batch_with_retries(
         self, call: CallState, batch: LazyBatch, tokens: Callable[[], int]

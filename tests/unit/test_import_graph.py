@@ -109,6 +109,7 @@ CORE_LAYERS: list[set[str]] = [
         "_exceptions",
         "_latency_window",
         "_limiter",
+        "_long_documents",
         "_packing",
         "_rate_limit_headers",
         "_rate_limiter",
