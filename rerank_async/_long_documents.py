@@ -18,7 +18,14 @@ from typing import Final, Literal, TypeAlias, TypeVar
 
 from ._partial import PartialScores
 
-__all__ = ["DocumentWindows", "LongDocumentPolicy", "LongDocuments", "LongDocumentsMode", "windows"]
+__all__ = [
+    "DocumentWindows",
+    "LongDocumentPolicy",
+    "LongDocuments",
+    "LongDocumentsMode",
+    "window_spans",
+    "windows",
+]
 
 LongDocumentsMode: TypeAlias = Literal["truncate", "chunk"]
 Estimate: TypeAlias = Callable[[str], int]
@@ -147,27 +154,39 @@ def _next_start(
     return low
 
 
-def windows(text: str, *, max_tokens: int, overlap_tokens: int, estimate: Estimate) -> list[str]:
-    """Overlapping windows of ``text``, each within ``max_tokens`` by ``estimate``.
+def window_spans(
+    text: str, *, max_tokens: int, overlap_tokens: int, estimate: Estimate
+) -> list[tuple[int, int]]:
+    """``(start, end)`` of overlapping windows of ``text``, each within ``max_tokens``.
 
     Windows start and end at word boundaries (a single word longer than the
-    limit is cut inside), follow each other in order, and together cover
-    every word of ``text``; adjacent ones share about ``overlap_tokens``.
-    A text within the limit is its own single window.
+    limit is cut inside), start in increasing order, and together cover every
+    word of ``text``; adjacent ones share about ``overlap_tokens``. A text
+    within the limit is its own single window.
     """
     if estimate(text) <= max_tokens:
-        return [text]
+        return [(0, len(text))]
     spans = _spans(text, max_tokens, estimate)
     if not spans:
-        return [text]
-    found: list[str] = []
+        return [(0, len(text))]
+    found: list[tuple[int, int]] = []
     first = 0
     while True:
         last = _window_end(text, spans, first, max_tokens, estimate)
-        found.append(text[spans[first][0] : spans[last][1]])
+        found.append((spans[first][0], spans[last][1]))
         if last == len(spans) - 1:
             return found
         first = _next_start(text, spans, first, last, overlap_tokens, estimate)
+
+
+def windows(text: str, *, max_tokens: int, overlap_tokens: int, estimate: Estimate) -> list[str]:
+    """The texts of ``window_spans``."""
+    return [
+        text[start:end]
+        for start, end in window_spans(
+            text, max_tokens=max_tokens, overlap_tokens=overlap_tokens, estimate=estimate
+        )
+    ]
 
 
 @dataclass(frozen=True, slots=True)
