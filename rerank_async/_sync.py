@@ -32,6 +32,7 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
+from ._long_documents import LongDocuments
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
 from ._partial import PartialScores
@@ -87,6 +88,8 @@ class SyncRerankClient:
         max_tokens_per_minute: float | None = None,
         retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
         retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+        instruction: str | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> None:
         def make_client() -> RerankClient:
             # Runs on the portal's loop, so everything the client binds is bound there.
@@ -114,6 +117,8 @@ class SyncRerankClient:
                 max_tokens_per_minute=max_tokens_per_minute,
                 retry_budget_ratio=retry_budget_ratio,
                 retry_budget_per_second=retry_budget_per_second,
+                instruction=instruction,
+                long_documents=long_documents,
             )
 
         self._portal, self._thread = _start_portal()
@@ -162,6 +167,7 @@ class SyncRerankClient:
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
         resume: PartialScores | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them; see ``RerankClient.rerank``.
 
@@ -176,7 +182,12 @@ class SyncRerankClient:
 
         async def call() -> RerankResult:
             return await client.rerank(
-                query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+                query,
+                documents,
+                top_k=top_k,
+                total_timeout=total_timeout,
+                resume=resume,
+                instruction=instruction,
             )
 
         return portal.call(call)
@@ -187,9 +198,12 @@ class SyncRerankClient:
         documents: Sequence[str],
         *,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> list[float]:
         """Scores only, ``scores[i]`` for ``documents[i]``; see ``rerank``."""
-        return self.rerank(query, documents, total_timeout=total_timeout).scores
+        return self.rerank(
+            query, documents, total_timeout=total_timeout, instruction=instruction
+        ).scores
 
     @contextmanager
     def rerank_many(
