@@ -544,7 +544,7 @@ async def _score(
         instruction=instruction,
     )
     if long_documents is None:
-        return await score_texts(documents)
+        return await score_texts(documents, True)
     scores, usage = await long_documents.score(documents, score_texts)
     return scores, usage.model_copy(update={"documents": len(documents)})
 
@@ -553,6 +553,7 @@ async def _score_once(
     runner: BatchRunner,
     query: str,
     documents: list[str],
+    may_dedupe: bool,
     *,
     deadline_seconds: float | None,
     spread: bool,
@@ -563,7 +564,7 @@ async def _score_once(
     if not documents:
         return [], Usage()
     call = await CallState.for_documents(
-        query, documents, dedupe_them=runner.options.dedupe, spread=spread
+        query, documents, dedupe_them=may_dedupe and runner.options.dedupe, spread=spread
     )
     call.instruction = instruction
     if pool is None:

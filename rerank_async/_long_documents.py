@@ -273,16 +273,19 @@ class LongDocumentPolicy:
     async def score(
         self,
         documents: Sequence[str],
-        score_texts: Callable[[list[str]], Awaitable[tuple[list[float], UsageT]]],
+        score_texts: Callable[[list[str], bool], Awaitable[tuple[list[float], UsageT]]],
     ) -> tuple[list[float], UsageT]:
-        """Score ``documents`` through ``score_texts`` by their windows, then merge.
+        """Score ``documents`` through ``score_texts(texts, may_dedupe)`` by their windows,
+        then merge.
 
-        A failure's ``partial`` is mapped back to the caller's documents, so that
-        ``resume=`` works on them as on any call.
+        Windows are sent as they are, even two identical ones of a repetitive document
+        (``may_dedupe`` is false): each window of a document is one scored passage, and
+        a caller counting them sees every one. A failure's ``partial`` is mapped back to
+        the caller's documents, so that ``resume=`` works on them as on any call.
         """
         split = self.split(documents)
         try:
-            scores, usage = await score_texts(split.texts)
+            scores, usage = await score_texts(split.texts, split.owners is None)
         except Exception as error:
             kept = getattr(error, "partial", None)
             if isinstance(kept, PartialScores):

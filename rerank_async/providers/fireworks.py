@@ -50,6 +50,8 @@ class FireworksProvider(RelevanceResultsProvider):
 
     name = "fireworks"
     default_base_url = FIREWORKS_BASE_URL
+    # The reranker Fireworks' API reference shows.
+    default_model = "accounts/fireworks/models/qwen3-reranker-8b"
     api_key_env_vars = (ENV_FIREWORKS_API_KEY,)
     path = "/rerank"
     response_shape = ResponseShape(_FireworksResponse, "data", "relevance_score")

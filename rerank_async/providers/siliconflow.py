@@ -68,6 +68,8 @@ class SiliconFlowProvider(RelevanceResultsProvider):
 
     name = "siliconflow"
     default_base_url = SILICONFLOW_BASE_URL
+    # SiliconFlow's instruction-following reranker.
+    default_model = "Qwen/Qwen3-Reranker-8B"
     api_key_env_vars = (ENV_SILICONFLOW_API_KEY,)
     path = "/rerank"
     response_shape = ResponseShape(_SiliconFlowResponse, "results", "relevance_score")

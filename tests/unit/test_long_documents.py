@@ -235,3 +235,22 @@ async def test_a_failed_window_leaves_its_document_unscored_and_resume_fills_it(
         resumed = await client.rerank("query", documents, resume=partial)
         plain = await client.rerank("query", documents)
     assert resumed.scores == plain.scores
+
+
+async def test_a_repetitive_document_sends_every_window(mock_api: respx.MockRouter) -> None:
+    fake = RelevanceFake()
+    mock_api.post(JINA_URL).mock(side_effect=fake)
+    repetitive = " ".join(["lorem"] * 6000)
+    options = LongDocuments(max_tokens=512, mode="chunk")
+    async with jina_client(long_documents=options) as client:
+        result = await client.rerank("query", [repetitive, "short", "short"])
+        plain = await client.rerank("query", ["short", "short"])
+    expected = windows(repetitive, max_tokens=512, overlap_tokens=64, estimate=estimate)
+    assert len(expected) >= 4
+    assert len(set(expected)) < len(expected)  # identical windows, each sent all the same
+    first_call = fake.bodies[: len(fake.bodies) - 1]
+    assert [d for body in first_call for d in body["documents"]] == [*expected, "short", "short"]
+    assert result.scores[0] == max(pointwise_score("query", w) for w in expected)
+    # Without long documents in the call, identical documents are still sent once.
+    assert fake.bodies[-1]["documents"] == ["short"]
+    assert plain.usage.unique_documents == 1
