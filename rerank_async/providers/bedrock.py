@@ -98,8 +98,8 @@ class BedrockProvider(IndexedProvider):
         profile: A named profile of the shared config files; ``None`` for the default
             chain (``$AWS_PROFILE`` included).
 
-    Raises:
-        ImportError: botocore is not installed (the ``bedrock`` extra).
+    Without botocore (the ``bedrock`` extra) the provider is built, but every
+    request fails with ``RerankError`` naming the extra to install.
     """
 
     name = "bedrock"
@@ -113,19 +113,33 @@ class BedrockProvider(IndexedProvider):
     signs_requests = True
 
     def __init__(self, *, region: str | None = None, profile: str | None = None) -> None:
-        self._session = _require_botocore().Session(profile=profile)
+        self.profile = profile
+        self._session: Any = None
         self.region = (
             region
             or os.environ.get(ENV_AWS_REGION)
             or os.environ.get(ENV_AWS_DEFAULT_REGION)
-            or self._session.get_config_variable("region")
+            or self._profile_region()
         )
-        self.profile = profile
         self._credentials: Any = None
         self._resolving = anyio.Lock()
 
     def __repr__(self) -> str:
         return f"BedrockProvider(region={self.region!r}, profile={self.profile!r})"
+
+    def _botocore_session(self) -> Any:
+        if self._session is None:
+            self._session = _require_botocore().Session(profile=self.profile)
+        return self._session
+
+    def _profile_region(self) -> str | None:
+        # Without botocore (the extra) the region must come from the environment or the
+        # base URL; signing then says which extra to install.
+        try:
+            region = self._botocore_session().get_config_variable("region")
+        except ImportError:
+            return None
+        return str(region) if region else None
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
         # Every attempt is signed instead (request_headers); no key is sent.
@@ -173,10 +187,11 @@ class BedrockProvider(IndexedProvider):
         return str(self.region)
 
     async def request_headers(self, url: str, body: bytes) -> Mapping[str, str]:
+        # First: without botocore this raises the ImportError that names the extra.
+        credentials = await self._frozen_credentials()
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        credentials = await self._frozen_credentials()
         request = AWSRequest(method="POST", url=url, data=body)
         SigV4Auth(credentials, SIGNING_SERVICE, self.region_for(url)).add_auth(request)
         return {name: request.headers[name] for name in _SIGNED_HEADERS if name in request.headers}
@@ -193,7 +208,8 @@ class BedrockProvider(IndexedProvider):
             return credentials.get_frozen_credentials()
         async with self._resolving:
             if self._credentials is None:
-                self._credentials = await anyio.to_thread.run_sync(self._session.get_credentials)
+                session = self._botocore_session()
+                self._credentials = await anyio.to_thread.run_sync(session.get_credentials)
                 if self._credentials is None:
                     raise ValueError(
                         "no AWS credentials found (environment, shared files, SSO or instance "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import pytest
 import respx
 
 from rerank_async import BadRequestError, RerankClient, RerankError, ResponseValidationError
-from tests.conftest import make_client, pointwise_score
+from tests.conftest import make_client, pointwise_score, requires
 from tests.providers.specs import BY_NAME, DOCUMENTS, QUERY, FakeService, Spec, json_response
 
-pytest.importorskip("botocore", reason="the bedrock extra: pip install -e '.[dev]'")
+# Bedrock's tests need botocore (the bedrock extra); Vertex's run without google-auth.
+needs_botocore = requires("botocore")
 
 BEDROCK = BY_NAME["bedrock"]
 VERTEX = BY_NAME["vertex"]
@@ -95,6 +97,7 @@ def bedrock_client(**options: Any) -> RerankClient:
 # -- Bedrock ----------------------------------------------------------------------------------
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_request_is_sigv4_signed_from_the_environment(
     mock_api: respx.MockRouter,
@@ -116,6 +119,7 @@ async def test_bedrock_request_is_sigv4_signed_from_the_environment(
     assert "x-amz-security-token" not in request.headers
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_signs_every_attempt_and_sends_the_session_token(
     mock_api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
@@ -143,6 +147,7 @@ async def test_bedrock_signs_every_attempt_and_sends_the_session_token(
         )
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_region_comes_from_the_base_url_then_the_environment(
     mock_api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
@@ -160,6 +165,7 @@ async def test_bedrock_region_comes_from_the_base_url_then_the_environment(
     assert "/us-west-2/bedrock/aws4_request" in fake.requests[0].headers["authorization"]
 
 
+@needs_botocore
 def test_bedrock_needs_a_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -168,6 +174,7 @@ def test_bedrock_needs_a_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         RerankClient(provider="bedrock", model=BEDROCK.model)
 
 
+@needs_botocore
 async def test_bedrock_without_credentials_fails_before_sending(
     mock_api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -186,6 +193,7 @@ async def test_bedrock_without_credentials_fails_before_sending(
     assert not route.called
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_caps_requests_at_1000_sources(mock_api: respx.MockRouter) -> None:
     fake = Recorder(BEDROCK)
@@ -199,6 +207,7 @@ async def test_bedrock_caps_requests_at_1000_sources(mock_api: respx.MockRouter)
     assert sum(fake.batch_sizes) == 2500
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_error_and_reverse_order(mock_api: respx.MockRouter) -> None:
     status, body, _, message = BEDROCK.error
@@ -213,6 +222,7 @@ async def test_bedrock_error_and_reverse_order(mock_api: respx.MockRouter) -> No
     assert caught.value.server_message == message
 
 
+@needs_botocore
 @pytest.mark.usefixtures("aws_env")
 async def test_bedrock_throttling_429_is_a_rate_limit_error(mock_api: respx.MockRouter) -> None:
     mock_api.post(BEDROCK.url).mock(
@@ -229,6 +239,7 @@ async def test_bedrock_throttling_429_is_a_rate_limit_error(mock_api: respx.Mock
     assert getattr(caught.value, "retry_after", None) == 2.0
 
 
+@needs_botocore
 def test_bedrock_rejects_instructions() -> None:
     with pytest.raises(ValueError, match="no instruction field"):
         RerankClient(
@@ -359,3 +370,18 @@ async def test_vertex_error_shape(mock_api: respx.MockRouter) -> None:
     assert type(caught.value).__name__ == "AuthenticationError"
     assert message in str(caught.value)
     assert json.dumps(body)  # the body is JSON as Google sends it
+
+
+async def test_bedrock_without_botocore_names_the_extra(
+    mock_api: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An import of a module mapped to None raises ImportError: botocore "not installed".
+    for name in ("botocore", "botocore.session", "botocore.auth", "botocore.awsrequest"):
+        monkeypatch.setitem(sys.modules, name, None)
+    from rerank_async.providers import BedrockProvider
+
+    route = mock_api.post(BEDROCK.url).mock(return_value=json_response({}))
+    async with bedrock_client(provider=BedrockProvider(region="us-west-2")) as client:
+        with pytest.raises(RerankError, match=r"pip install 'rerank-async\[bedrock\]'"):
+            await client.score(QUERY, ["a"])
+    assert not route.called
