@@ -33,7 +33,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from ._indexed import RelevanceResult, RelevanceResultsProvider, ResponseShape
+from ._indexed import RelevanceResult, RelevanceResultsProvider, ResponseShape, TokenUsage
 
 __all__ = ["SiliconFlowProvider"]
 
@@ -61,6 +61,14 @@ class _SiliconFlowResponse(BaseModel):
     id: str | None = None
     meta: _Meta | None = None
     tokens: _Tokens | None = None
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """The input tokens SiliconFlow reports, where the shared decoder reads them."""
+        tokens = self.meta.tokens if self.meta is not None and self.meta.tokens else self.tokens
+        if tokens is None or tokens.input_tokens is None:
+            return None
+        return TokenUsage(prompt_tokens=tokens.input_tokens)
 
 
 class SiliconFlowProvider(RelevanceResultsProvider):

@@ -33,7 +33,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from ._base import ProviderCaps
-from ._indexed import RelevanceResult, RelevanceResultsProvider, ResponseShape
+from ._indexed import RelevanceResult, RelevanceResultsProvider, ResponseShape, TokenUsage
 
 __all__ = ["ZeroEntropyProvider"]
 
@@ -49,6 +49,11 @@ class _ZeroEntropyResponse(BaseModel):
 
     results: list[RelevanceResult]
     total_tokens: int | None = None
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        """The tokens ZeroEntropy reports, where the shared decoder reads them."""
+        return None if self.total_tokens is None else TokenUsage(total_tokens=self.total_tokens)
 
 
 class ZeroEntropyProvider(RelevanceResultsProvider):

@@ -249,3 +249,14 @@ async def test_a_429_with_retry_after_or_spent_limit_headers(
     assert caught.value.retry_after == 3.0
     assert caught.value.limit_reset_s == pytest.approx(20.0)
     assert caught.value.server_message == "slow down"
+
+
+@pytest.mark.parametrize(("name", "tokens"), [("siliconflow", 50), ("zeroentropy", 150)])
+async def test_reported_tokens_reach_usage(
+    mock_api: respx.MockRouter, name: str, tokens: int
+) -> None:
+    spec = BY_NAME[name]
+    mock_api.post(spec.url).mock(side_effect=FakeService(spec))
+    async with client_for(spec) as client:
+        result = await client.rerank(QUERY, ["a", "b"])
+    assert result.usage.input_tokens == tokens
