@@ -30,12 +30,12 @@ from ._exceptions import (
     RetryBudgetExhaustedError,
     ServerError,
 )
+from ._long_documents import LongDocuments
 from ._many import RerankOutcome, RerankRequest
-from ._models import RankedDocument, RequestRecord, RerankResult, Usage
+from ._models import ClientStatistics, RankedDocument, RequestRecord, RerankResult, Usage
 from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES
-from ._statistics import ClientStatistics
 from ._sync import SyncRerankClient
 from ._version import __version__
 from .providers import BatchScores, DeepInfraProvider, Provider
@@ -56,6 +56,7 @@ __all__ = [
     "DeepInfraProvider",
     "HttpEngine",
     "Limits",
+    "LongDocuments",
     "NotFoundError",
     "NotGiven",
     "PartialScores",

@@ -50,6 +50,7 @@ class CallState:
         "first_index",
         "hedges",
         "input_tokens",
+        "instruction",
         "large",
         "positions",
         "query",
@@ -75,6 +76,8 @@ class CallState:
         # Over LARGE_CALL_CHARS of text: its batches start one per turn of the event loop.
         self.large = large
         self.query = query
+        # The call's instruction, sent in the provider's own field; None: none.
+        self.instruction: str | None = None
         # Whether the planner may spread the call over idle slots (not for a resume).
         self.spread = spread
         self.unique = unique

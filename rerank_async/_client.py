@@ -24,13 +24,13 @@ from ._config import (
     resolve_config,
 )
 from ._constants import DEFAULT_MAX_RETRIES
+from ._long_documents import LongDocuments
 from ._many import RequestLike, RerankOutcome
-from ._models import RequestRecord, RerankResult
+from ._models import ClientStatistics, RequestRecord, RerankResult
 from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
 from ._runner import BatchRunner
 from ._scorer import CallScorer
-from ._statistics import ClientStatistics
 from ._transports import open_transport
 from .providers import Provider
 
@@ -76,6 +76,10 @@ class RerankClient:
             ``ALL_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``), as httpx.
         limits: Request sizes, adaptive concurrency, rate limits (``Limits``).
         retry: Backoff, ``Retry-After`` and the retry budget (``RetryPolicy``).
+        instruction: Every call's default instruction, in the provider's own field
+            (docs/providers.md); a provider with none raises ``ValueError``.
+        long_documents: Cut documents over a length, or score their overlapping
+            windows and keep each one's best (``LongDocuments``); ``None``: as they are.
 
     Raises:
         ValueError, TypeError: An option is out of range or of the wrong type; the
@@ -99,6 +103,8 @@ class RerankClient:
         trust_env: bool = True,
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
+        instruction: str | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> None:
         config = resolve_config(
             model=model,
@@ -115,6 +121,8 @@ class RerankClient:
             trust_env=trust_env,
             limits=limits,
             retry=retry,
+            instruction=instruction,
+            long_documents=long_documents,
         )
         self._provider = config.provider
         self._api_key = config.api_key
@@ -125,7 +133,7 @@ class RerankClient:
             provider=config.provider,
             sender=self._transport.sender,
         )
-        self._scorer = CallScorer(self._runner)
+        self._scorer = CallScorer(self._runner, long_documents=config.long_documents)
         self._on_request: Callable[[RequestRecord], None] | None = None
         self._state = _State.UNOPENED
 
@@ -207,6 +215,7 @@ class RerankClient:
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
         resume: PartialScores | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them.
 
@@ -220,6 +229,8 @@ class RerankClient:
             resume: The ``partial`` of a failed call's error on the same
                 ``documents``: only the documents it has no score for are
                 sent, in as few requests as ``batch_size`` allows.
+            instruction: This call's instruction, in the provider's own field;
+                ``None`` for none; the client's when left out.
 
         Returns:
             The scores in input order and the ranked documents.
@@ -233,7 +244,12 @@ class RerankClient:
         """
         self._ensure_open()
         return await self._scorer.rerank(
-            query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+            query,
+            documents,
+            top_k=top_k,
+            total_timeout=total_timeout,
+            resume=resume,
+            instruction=instruction,
         )
 
     async def score(
@@ -242,9 +258,12 @@ class RerankClient:
         documents: Sequence[str],
         *,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> list[float]:
         """Scores only, ``scores[i]`` for ``documents[i]``; see ``rerank``."""
-        result = await self.rerank(query, documents, total_timeout=total_timeout)
+        result = await self.rerank(
+            query, documents, total_timeout=total_timeout, instruction=instruction
+        )
         return result.scores
 
     def rerank_many(

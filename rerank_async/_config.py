@@ -26,6 +26,7 @@ from ._checks import (
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MIN_BATCH_SIZE, ENV_BASE_URL, ENV_MODEL
 from ._encodable import check_encodable
 from ._flow import LoadSettings
+from ._long_documents import LongDocumentPolicy, LongDocuments
 from ._options import Limits, RetryPolicy
 from ._secrets import check_api_key
 from ._version import __version__
@@ -43,6 +44,7 @@ __all__ = [
     "resolve_call",
     "resolve_call_timeout",
     "resolve_config",
+    "resolve_instruction",
 ]
 
 HttpEngine: TypeAlias = Literal["auto", "httpx", "aiohttp"]
@@ -88,6 +90,8 @@ class ClientArguments(TypedDict, total=False):
     trust_env: bool
     limits: Limits | None
     retry: RetryPolicy | None
+    instruction: str | None
+    long_documents: LongDocuments | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,10 @@ class ClientOptions:
             max_pause=self.retry.max_retry_after,
         )
 
+    # The client's defaults for instructions and long documents (see RerankClient).
+    instruction: str | None = None
+    long_documents: LongDocuments | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class ResolvedConfig:
@@ -135,6 +143,9 @@ class ResolvedConfig:
         http_client: A caller-owned httpx client, or ``None``.
         timeout: The per-request timeout after its check, or ``NOT_GIVEN``.
         headers: Headers every request carries, authentication included.
+        long_documents: ``options.long_documents`` resolved for the provider, when
+            the client cuts or chunks documents itself (``None`` when the
+            provider's own option does it, or when unset).
     """
 
     options: ClientOptions
@@ -144,6 +155,7 @@ class ResolvedConfig:
     http_client: httpx.AsyncClient | None
     timeout: RequestTimeout
     headers: dict[str, str]
+    long_documents: LongDocumentPolicy | None = None
 
 
 def resolve_config(
@@ -162,6 +174,8 @@ def resolve_config(
     trust_env: bool = True,
     limits: Limits | None = None,
     retry: RetryPolicy | None = None,
+    instruction: str | None = None,
+    long_documents: LongDocuments | None = None,
 ) -> ResolvedConfig:
     """Resolve and check ``RerankClient``'s arguments; see its docstring for their meaning.
 
@@ -202,8 +216,19 @@ def resolve_config(
         )
     resolved_model = non_empty("model", chosen_model)
     resolved_base_url = _checked_base_url(
-        base_url or os.environ.get(ENV_BASE_URL) or chosen_provider.default_base_url
+        base_url or os.environ.get(ENV_BASE_URL) or chosen_provider.base_url_default()
     )
+    # --- caps, instructions and long documents (the provider's documented limits)
+    document_cap = chosen_provider.caps(resolved_model).documents
+    if document_cap is not None:
+        # A request over the service's documented cap only fails; plan at most the cap.
+        batch_size = min(batch_size, document_cap)
+        min_batch_size = min(min_batch_size, batch_size)
+    resolved_instruction = _checked_instruction(instruction, chosen_provider, resolved_model)
+    chosen_provider, policy = _resolve_long_documents(
+        long_documents, chosen_provider, resolved_model
+    )
+    # --- end of caps, instructions and long documents
     resolved_key = _resolve_api_key(api_key, chosen_provider.api_key_env_vars)
     options = ClientOptions(
         model=resolved_model,
@@ -218,6 +243,8 @@ def resolve_config(
         trust_env=trust_env,
         limits=limits,
         retry=retry,
+        instruction=resolved_instruction,
+        long_documents=long_documents,
     )
     return ResolvedConfig(
         options=options,
@@ -232,6 +259,7 @@ def resolve_config(
             "User-Agent": f"rerank-async/{__version__}",
             **chosen_provider.auth_headers(resolved_key),
         },
+        long_documents=policy,
     )
 
 
@@ -307,6 +335,54 @@ def resolve_call(
         top_k=checked_top_k,
         deadline_seconds=deadline_seconds,
     )
+
+
+def resolve_instruction(
+    options: ClientOptions, provider: Provider, instruction: str | NotGiven | None
+) -> str | None:
+    """One call's instruction: its own, or the client's when left out (``None``: none).
+
+    Raises:
+        TypeError, ValueError: Not a non-empty string, or the provider (or model)
+            has no instruction field; before any request.
+    """
+    if isinstance(instruction, NotGiven):
+        return options.instruction
+    return _checked_instruction(instruction, provider, options.model)
+
+
+def _checked_instruction(instruction: object, provider: Provider, model: str) -> str | None:
+    if instruction is None:
+        return None
+    checked = non_empty("instruction", instruction)
+    if not provider.accepts_instruction(model):
+        raise ValueError(
+            f"provider {provider.name!r} has no instruction field for model {model!r}; "
+            "pass instruction=None (providers with one: contextual, dashscope, fireworks, "
+            "sglang, siliconflow, voyage rerank-2.5)"
+        )
+    check_encodable(checked, name="instruction")
+    return checked
+
+
+def _resolve_long_documents(
+    long_documents: LongDocuments | None, provider: Provider, model: str
+) -> tuple[Provider, LongDocumentPolicy | None]:
+    """The provider to send with, and the client-side policy (``None``: nothing to do)."""
+    if long_documents is None:
+        return provider, None
+    if not isinstance(long_documents, LongDocuments):
+        raise TypeError(
+            f"long_documents must be a LongDocuments, not {type(long_documents).__name__}"
+        )
+    cap = provider.caps(model).tokens_per_document
+    policy = long_documents.resolve(cap=cap, estimate=provider.estimate_tokens)
+    if policy.mode == "truncate":
+        native = provider.native_truncation(policy.max_tokens)
+        if native is not None:
+            # The service cuts by its own tokenizer, which is better than our estimate.
+            return native, None
+    return provider, policy
 
 
 def resolve_call_timeout(

@@ -25,6 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._config import NOT_GIVEN, NotGiven
 from ._exceptions import RerankError
 from ._models import RerankResult
 from ._retry import is_retryable
@@ -42,6 +43,8 @@ class RerankRequest:
         id: The caller's id, echoed in the outcome (``None``: use the position).
         top_k: Cut of ``results`` for this request.
         metadata: Anything the caller wants back with the outcome.
+        instruction: This request's instruction (``None``: none); the client's
+            when left out.
     """
 
     query: str
@@ -49,6 +52,7 @@ class RerankRequest:
     id: str | int | None = None
     top_k: int | None = None
     metadata: object = field(default=None, compare=False)
+    instruction: str | NotGiven | None = NOT_GIVEN
 
 
 RequestLike: TypeAlias = RerankRequest | tuple[str, Sequence[str]]
@@ -108,6 +112,7 @@ def rerank_each(
                 request.documents,
                 top_k=request.top_k,
                 total_timeout=deadline_seconds,
+                instruction=request.instruction,
             )
         except RerankError as error:
             # Before giving up, send once more only what has no score yet; an error
@@ -125,6 +130,7 @@ def rerank_each(
                 top_k=request.top_k,
                 total_timeout=remaining,
                 resume=error.partial,
+                instruction=request.instruction,
             )
 
     outcomes = run_many(rerank_one, requests, max_pending=max_pending, fail_fast=fail_fast)

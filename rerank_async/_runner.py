@@ -23,8 +23,8 @@ from ._call import CallState, batch_range_bounds, run_to_deadline
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME, MAX_SPREAD_FACTOR
 from ._exceptions import APIStatusError
+from ._models import ClientStatistics
 from ._options import RetryPolicy
-from ._statistics import ClientStatistics
 from ._transports import BatchSender
 from .providers import Provider
 
@@ -231,9 +231,12 @@ class BatchRunner:
         return []
 
     def _encode_span(self, call: CallState, start: int, stop: int) -> bytes:
-        return self._provider.encode_request(
-            self.options.model, call.query, call.unique[start:stop]
-        )
+        documents = call.unique[start:stop]
+        if call.instruction is not None:
+            return self._provider.encode_instructed(
+                self.options.model, call.query, documents, call.instruction
+            )
+        return self._provider.encode_request(self.options.model, call.query, documents)
 
     def _estimate_tokens(self, call: CallState, start: int, stop: int) -> int:
         """The batch's token cost before sending: the provider's own estimate per pair."""

@@ -13,8 +13,15 @@ from functools import partial
 
 from ._call import CallState
 from ._checks import check_int
-from ._config import NOT_GIVEN, NotGiven, resolve_call, resolve_call_timeout
+from ._config import (
+    NOT_GIVEN,
+    NotGiven,
+    resolve_call,
+    resolve_call_timeout,
+    resolve_instruction,
+)
 from ._encodable import check_encodable_in_slices
+from ._long_documents import LongDocumentPolicy
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RerankResult, Usage
 from ._packed import PackedRequests, PairPool
@@ -31,14 +38,18 @@ class CallScorer:
 
     Args:
         runner: The fan-out every call's batches go through.
+        long_documents: How documents over a length are cut or windowed, or ``None``.
 
     Attributes:
         packed: ``rerank_many``'s packed requests, for wire formats with one query
             per document.
     """
 
-    def __init__(self, runner: BatchRunner) -> None:
+    def __init__(
+        self, runner: BatchRunner, *, long_documents: LongDocumentPolicy | None = None
+    ) -> None:
         self._runner = runner
+        self._long_documents = long_documents
         self.packed = PackedRequests(runner)
 
     async def rerank(
@@ -51,6 +62,7 @@ class CallScorer:
         resume: PartialScores | None = None,
         spread: bool = True,
         pool: PairPool | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """One call: checked, then one pass of the runner or of the pair pool.
 
@@ -77,6 +89,7 @@ class CallScorer:
                     resume=resume,
                     spread=spread,
                     pool=pool,
+                    instruction=instruction,
                 )
             )
 
@@ -124,8 +137,13 @@ class CallScorer:
         resume: PartialScores | None,
         spread: bool,
         pool: PairPool | None,
+        instruction: str | NotGiven | None,
     ) -> RerankResult:
         options = self._runner.options
+        call_instruction = resolve_instruction(options, self._runner.provider, instruction)
+        if call_instruction is not None:
+            # The wire carries one instruction per request: no packing with other calls.
+            pool = None
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
         checked = request.documents
         resume = checked_resume(resume, len(checked))
@@ -137,6 +155,7 @@ class CallScorer:
                 deadline_seconds=request.deadline_seconds,
                 spread=spread,
                 pool=pool,
+                instruction=call_instruction,
             )
         else:
             # As few requests as possible: each one more is one more chance to fail again.
@@ -148,6 +167,7 @@ class CallScorer:
                     request.query,
                     deadline_seconds=request.deadline_seconds,
                     spread=False,
+                    instruction=call_instruction,
                 ),
             )
             usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
@@ -163,16 +183,43 @@ class CallScorer:
         deadline_seconds: float | None,
         spread: bool = True,
         pool: PairPool | None = None,
+        instruction: str | None = None,
     ) -> tuple[list[float], Usage]:
-        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool.
+        """Scores of ``documents`` in order: one pass of the runner, or of the pair pool;
+        with ``long_documents``, by their windows (``LongDocumentPolicy.score``).
 
         A failure carries what was scored as ``partial``.
         """
+        score_texts = partial(
+            self._score_once,
+            query,
+            deadline_seconds=deadline_seconds,
+            spread=spread,
+            pool=pool,
+            instruction=instruction,
+        )
+        if self._long_documents is None:
+            return await score_texts(documents, True)
+        scores, usage = await self._long_documents.score(documents, score_texts)
+        return scores, usage.model_copy(update={"documents": len(documents)})
+
+    async def _score_once(
+        self,
+        query: str,
+        documents: list[str],
+        may_dedupe: bool,
+        *,
+        deadline_seconds: float | None,
+        spread: bool,
+        pool: PairPool | None,
+        instruction: str | None,
+    ) -> tuple[list[float], Usage]:
+        """One pass of the runner (or of the pair pool) over ``documents``, and its cost."""
         if not documents:
             return [], Usage()
-        call = await CallState.for_documents(
-            query, documents, dedupe_them=self._runner.options.limits.dedupe, spread=spread
-        )
+        dedupe = may_dedupe and self._runner.options.limits.dedupe
+        call = await CallState.for_documents(query, documents, dedupe_them=dedupe, spread=spread)
+        call.instruction = instruction
         if pool is None:
             await self._runner.run_call(
                 call, deadline_seconds=deadline_seconds, n_documents=len(documents), spread=spread

@@ -129,6 +129,7 @@ class SyncRerankClient:
         top_k: int | None = None,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
         resume: PartialScores | None = None,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> RerankResult:
         """Score every document against ``query`` and rank them; see ``RerankClient.rerank``.
 
@@ -143,7 +144,12 @@ class SyncRerankClient:
 
         async def call() -> RerankResult:
             return await client.rerank(
-                query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
+                query,
+                documents,
+                top_k=top_k,
+                total_timeout=total_timeout,
+                resume=resume,
+                instruction=instruction,
             )
 
         return portal.call(call)
@@ -154,9 +160,12 @@ class SyncRerankClient:
         documents: Sequence[str],
         *,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        instruction: str | NotGiven | None = NOT_GIVEN,
     ) -> list[float]:
         """Scores only, ``scores[i]`` for ``documents[i]``; see ``rerank``."""
-        return self.rerank(query, documents, total_timeout=total_timeout).scores
+        return self.rerank(
+            query, documents, total_timeout=total_timeout, instruction=instruction
+        ).scores
 
     @contextmanager
     def rerank_many(

@@ -88,7 +88,7 @@ class AiohttpTransport(Transport):
         session = self._live_session()
         try:
             async with session.post(
-                self._url, data=batch.body, headers=self._headers, allow_redirects=False
+                self._url, data=batch.body, headers=self._headers_for(batch), allow_redirects=False
             ) as response:
                 try:
                     content, problem = await self._read_body(

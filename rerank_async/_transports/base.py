@@ -28,6 +28,7 @@ from .._exceptions import (
     BadRequestError,
     NotFoundError,
     RateLimitError,
+    RerankError,
     ResponseTimeoutError,
     ResponseTooLargeError,
     ResponseValidationError,
@@ -79,6 +80,8 @@ class BatchRequest:
     body: bytes
     n_documents: int
     document_range: tuple[int, int]
+    # Headers of this attempt only (a signature over ``body``), added to the endpoint's.
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,8 @@ class Transport(abc.ABC):
             APIStatusError: A non-2xx answer, as its typed subclass.
             ResponseValidationError: A 2xx body that does not fit.
         """
+        if self._provider.signs_requests:
+            batch = await self._signed(batch)
         started = time.perf_counter()
         if self._response_timeout is None:
             reply = await self._post(batch)
@@ -233,6 +238,31 @@ class Transport(abc.ABC):
         if limit_reset_s is None:
             return scores
         return dataclasses.replace(scores, limit_reset_s=limit_reset_s)
+
+    # --- per-attempt headers: a provider that signs each request (SigV4) or refreshes a
+    # token sees the body exactly as it is sent; every engine sends _headers_for(batch).
+    async def _signed(self, batch: BatchRequest) -> BatchRequest:
+        try:
+            headers = await self._provider.request_headers(self._url, batch.body)
+        except Exception as error:  # a missing extra, no credentials, a failed refresh
+            raise RerankError(
+                self._describe(
+                    batch,
+                    f"could not authenticate the request: {type(error).__name__}: "
+                    f"{self._redact(str(error))}",
+                ),
+                url=self._url,
+                model=self._model,
+                document_range=batch.document_range,
+            ) from error
+        return dataclasses.replace(batch, headers=headers)
+
+    def _headers_for(self, batch: BatchRequest) -> Mapping[str, str]:
+        if batch.headers is None:
+            return self._headers
+        return {**self._headers, **batch.headers}
+
+    # --- end of per-attempt headers
 
     async def _read_body(
         self,
@@ -365,7 +395,7 @@ class HttpxTransport(Transport):
             "POST",
             self._parsed_url,
             content=batch.body,
-            headers=self._headers,
+            headers=self._headers_for(batch),
             timeout=self._timeout,
         )
         try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-__all__ = ["BatchScores", "Provider", "error_message_from_body"]
+__all__ = ["BatchScores", "Provider", "ProviderCaps", "error_message_from_body"]
 
 # TEI: "batch size 33 > maximum allowed batch size 32"; Infinity and others say
 # much the same. The number tells the client the size that will work.
@@ -45,6 +45,23 @@ class BatchScores:
     limit_reset_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderCaps:
+    """What one request may carry, as the service documents it; ``None``: no documented cap.
+
+    Attributes:
+        documents: Documents per request; the client never plans a larger batch.
+        tokens_per_request: Query tokens x documents + the documents' tokens per
+            request; batches are cut by the provider's estimate to stay under it.
+        tokens_per_document: Tokens of one document (with its query, where the
+            service counts it so); the default limit of ``LongDocuments``.
+    """
+
+    documents: int | None = None
+    tokens_per_request: int | None = None
+    tokens_per_document: int | None = None
+
+
 class Provider(abc.ABC):
     """One reranking service's wire format.
 
@@ -61,6 +78,19 @@ class Provider(abc.ABC):
     # Client defaults when the caller sets none; each provider says why in its docstring.
     default_batch_size: ClassVar[int] = 64
     default_max_concurrency: ClassVar[int] = 32
+    # The service's documented limits per request (see ProviderCaps); none by default.
+    caps_table: ClassVar[ProviderCaps] = ProviderCaps()
+    # Whether request_headers must be asked on every attempt (a signature over the body).
+    signs_requests: ClassVar[bool] = False
+
+    def base_url_default(self) -> str:
+        """The base URL when the caller gives none; a provider whose URL needs a region
+        or a project builds it here (``ValueError`` when it cannot)."""
+        return self.default_base_url
+
+    def caps(self, model: str) -> ProviderCaps:
+        """The documented limits per request for ``model``."""
+        return self.caps_table
 
     @abc.abstractmethod
     def url(self, base_url: str, model: str) -> str:
@@ -73,6 +103,33 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
         """The JSON body for one batch, as bytes."""
+
+    def accepts_instruction(self, model: str) -> bool:
+        """Whether ``model`` takes an instruction (a body field, or one documented in the query)."""
+        return False
+
+    def encode_instructed(
+        self, model: str, query: str, documents: Sequence[str], instruction: str
+    ) -> bytes:
+        """The body for one batch that carries ``instruction``; see ``accepts_instruction``.
+
+        Raises:
+            ValueError: The provider or the model has no instruction field.
+        """
+        raise ValueError(
+            f"provider {self.name!r} has no instruction field for model {model!r}; "
+            "pass instruction=None"
+        )
+
+    def native_truncation(self, max_tokens: int) -> Provider | None:
+        """A copy that asks the service to cut each document to ``max_tokens``, when the
+        service has such an option (Cohere v2 ``max_tokens_per_doc``); else ``None``."""
+        return None
+
+    async def request_headers(self, url: str, body: bytes) -> Mapping[str, str]:
+        """Headers made for one attempt from the body as sent (a SigV4 signature, a fresh
+        access token); asked only when ``signs_requests`` is set."""
+        return {}
 
     def packs_pairs(self, model: str) -> bool:
         """Whether ``model``'s requests carry one query per document (``encode_pairs``).
@@ -102,7 +159,7 @@ class Provider(abc.ABC):
 
     def max_tokens_per_request(self, model: str) -> int | None:
         """A token budget per request for ``model``, if the service has one."""
-        return None
+        return self.caps(model).tokens_per_request
 
     def estimate_tokens(self, text: str) -> int:
         """A cheap token estimate for budgeting: about 4 characters per token, rounded up."""

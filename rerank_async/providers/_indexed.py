@@ -169,12 +169,15 @@ class ResponseShape:
         score: Each item's score key (``relevance_score``, ``score``, ``logit``).
         label: The field's name in error messages, when it differs (a bare
             array is ``body``).
+        index: Each item's position key (``index``; Vertex's ``id``, validated
+            into the position it stands for).
     """
 
     model: type[BaseModel]
     results: str
     score: str
     label: str | None = None
+    index: str = "index"
 
 
 class IndexedProvider(Provider):
@@ -215,9 +218,9 @@ class IndexedProvider(Provider):
         shape = self.shape_of_response()
         parsed = parse_json(shape.model, content)
         items: Iterable[Any] = getattr(parsed, shape.results)
-        score = shape.score
+        score, index = shape.score, shape.index
         scores = scores_in_input_order(
-            ((item["index"], item[score]) for item in items),
+            ((item[index], item[score]) for item in items),
             n_documents,
             field=shape.label or shape.results,
         )
@@ -250,6 +253,9 @@ class RelevanceResultsProvider(IndexedProvider):
 
     path: ClassVar[str]
     response_shape = ResponseShape(RelevanceResponse, "results", "relevance_score")
+    # The body field an instruction goes in (Contextual's "instruction", DashScope's
+    # "instruct", Fireworks' "task"); None: the service has none.
+    instruction_field: ClassVar[str | None] = None
 
     def url(self, base_url: str, model: str) -> str:
         return join_url(base_url, self.path)
@@ -258,7 +264,8 @@ class RelevanceResultsProvider(IndexedProvider):
         """Service-specific body fields added after the common ones."""
         return {}
 
-    def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
+    def request_body(self, model: str, query: str, documents: Sequence[str]) -> dict[str, object]:
+        """The body for one batch, before encoding."""
         body: dict[str, object] = {
             "model": model,
             "query": query,
@@ -266,6 +273,22 @@ class RelevanceResultsProvider(IndexedProvider):
             "top_n": len(documents),
         }
         body.update(self.extra_fields())
+        return body
+
+    def encode_request(self, model: str, query: str, documents: Sequence[str]) -> bytes:
+        return dumps(self.request_body(model, query, documents))
+
+    def accepts_instruction(self, model: str) -> bool:
+        return self.instruction_field is not None
+
+    def encode_instructed(
+        self, model: str, query: str, documents: Sequence[str], instruction: str
+    ) -> bytes:
+        field = self.instruction_field
+        if field is None or not self.accepts_instruction(model):
+            return super().encode_instructed(model, query, documents, instruction)
+        body = self.request_body(model, query, documents)
+        body[field] = instruction
         return dumps(body)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from ._base import Provider
 from ._indexed import RelevanceResultsProvider
 from ._wire import join_url
 
@@ -88,3 +89,13 @@ class CohereProvider(RelevanceResultsProvider):
         if self.max_tokens_per_doc is not None:
             return {"max_tokens_per_doc": self.max_tokens_per_doc}
         return {}
+
+    def native_truncation(self, max_tokens: int) -> Provider | None:
+        # v2's max_tokens_per_doc cuts each document server-side, by Cohere's own
+        # tokenizer: better than the client's estimate. v1 has no such field.
+        if self.api_version == "v1":
+            return None
+        limit = max_tokens
+        if self.max_tokens_per_doc is not None:
+            limit = min(limit, self.max_tokens_per_doc)
+        return type(self)(api_version="v2", max_tokens_per_doc=limit)

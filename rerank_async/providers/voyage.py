@@ -21,8 +21,14 @@ batch is halved.
 Scores: ``relevance_score`` as the model gives it, in [0, 1] in practice
 (not a raw logit); no sigmoid is needed.
 
+Instructions: rerank-2.5 and rerank-2.5-lite follow natural-language
+instructions given in the query (Voyage's rerank-2.5 announcement, August
+2025); there is no separate field. ``instruction=`` is put before the query
+on its own line for those models; other models raise ``ValueError``.
+
 Uncertain (not verified against the live API from here): the wording of the
-too-many-tokens and too-many-documents errors (matched loosely). Errors
+too-many-tokens and too-many-documents errors (matched loosely), and the exact
+layout Voyage recommends for an instruction inside the query. Errors
 arrive as ``{"detail": "..."}``.
 """
 
@@ -47,6 +53,8 @@ VOYAGE_BASE_URL: Final = "https://api.voyageai.com"
 VOYAGE_TOKEN_BUDGET: Final = 600_000
 VOYAGE_LEGACY_TOKEN_BUDGET: Final = 300_000
 _LEGACY_MODELS: Final = frozenset({"rerank-1", "rerank-lite-1"})
+# The instruction-following generation (rerank-2.5, rerank-2.5-lite).
+_INSTRUCTED_PREFIX: Final = "rerank-2.5"
 # "The max allowed tokens per submitted batch is 600000. Your batch has ..." and kin.
 _TOO_MANY_TOKENS: Final = re.compile(
     r"tokens per (?:submitted )?(?:batch|request)|too many tokens", re.IGNORECASE
@@ -95,6 +103,16 @@ class VoyageProvider(IndexedProvider):
                 "return_documents": False,
             }
         )
+
+    def accepts_instruction(self, model: str) -> bool:
+        return model.rsplit("/", 1)[-1].lower().startswith(_INSTRUCTED_PREFIX)
+
+    def encode_instructed(
+        self, model: str, query: str, documents: Sequence[str], instruction: str
+    ) -> bytes:
+        if not self.accepts_instruction(model):
+            return super().encode_instructed(model, query, documents, instruction)
+        return self.encode_request(model, f"{instruction}\n{query}", documents)
 
     def max_tokens_per_request(self, model: str) -> int | None:
         """600K tokens per request, or 300K for ``rerank-1`` and ``rerank-lite-1``."""

@@ -2,7 +2,7 @@
 
 Scores come from the pointwise lexical scorer in ``_scoring``; every inference route runs
 the one pipeline in ``_pipeline``. Adding a service means adding a ``Dialect`` class in
-``_dialects`` and an instance to ``DIALECTS``.
+``_dialects`` (self-hosted engines: ``_dialects_local``) and an instance to ``DIALECTS``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ._config import ServerConfig
 from ._dialects import CohereDialect, DeepInfraDialect, Dialect, TEIDialect
+from ._dialects_local import LlamaCppDialect, SGLangDialect
 from ._pipeline import RerankService
 
 __all__ = ["DIALECTS", "INFERENCE_PREFIX", "create_app"]
@@ -30,6 +31,9 @@ DIALECTS: Final[tuple[Dialect, ...]] = (
     CohereDialect("1"),
     CohereDialect("2"),
     TEIDialect(),
+    # /v1/rerank is Cohere's here: these two engines live under /sglang and /llamacpp.
+    SGLangDialect(),
+    LlamaCppDialect(),
 )
 
 

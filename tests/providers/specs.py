@@ -17,17 +17,29 @@ from typing import Any
 import httpx
 
 from rerank_async.providers import (
+    AzureProvider,
+    BedrockProvider,
     CohereProvider,
+    ContextualProvider,
+    DashScopeProvider,
+    FireworksProvider,
     InfinityProvider,
     JinaProvider,
+    LlamaCppProvider,
     MixedbreadProvider,
     NvidiaProvider,
+    OpenRouterProvider,
     PineconeProvider,
     Provider,
+    SGLangProvider,
+    SiliconFlowProvider,
     TEIProvider,
     TogetherProvider,
+    VertexProvider,
     VLLMProvider,
     VoyageProvider,
+    XinferenceProvider,
+    ZeroEntropyProvider,
 )
 from tests.conftest import pointwise_score
 
@@ -275,7 +287,312 @@ SPECS: list[Spec] = [
     ),
 ]  # fmt: skip
 
-BY_NAME = {spec.name: spec for spec in SPECS}
+
+# -- the services added with instructions and long documents ----------------------------------
+
+
+def _bedrock_documents(body: dict[str, Any]) -> list[str]:
+    return [source["inlineDocumentSource"]["textDocument"]["text"] for source in body["sources"]]
+
+
+def _bedrock_answer(pairs: Pairs) -> object:
+    return {"results": [{"index": i, "relevanceScore": s} for i, s in pairs]}
+
+
+def _vertex_answer(pairs: Pairs) -> object:
+    return {"records": [{"id": str(i) if isinstance(i, int) else i, "score": s} for i, s in pairs]}
+
+
+BEDROCK_ARN = "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"
+VERTEX_BASE = (
+    "https://discoveryengine.googleapis.com/v1/projects/my-project/locations/global"
+    "/rankingConfigs/default_ranking_config"
+)
+
+NEW_SPECS: list[Spec] = [
+    Spec(
+        name="azure",
+        make=AzureProvider,
+        base_url="https://my-rerank.eastus.models.ai.azure.com",
+        model="Cohere-rerank-v3.5",
+        url="https://my-rerank.eastus.models.ai.azure.com/v2/rerank",
+        body={"model": "Cohere-rerank-v3.5", "query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+        answer=_results(id="azure-1", meta={"billed_units": {"search_units": 1}}),
+        env_vars=("AZURE_AI_API_KEY", "AZURE_API_KEY"),
+        error=(
+            401,
+            {"error": {"code": "Unauthorized", "message": "Access denied due to invalid key"}},
+            "AuthenticationError",
+            "Access denied due to invalid key",
+        ),
+    ),
+    Spec(
+        name="openrouter",
+        make=OpenRouterProvider,
+        base_url="https://openrouter.ai/api/v1",
+        model="cohere/rerank-v3.5",
+        url="https://openrouter.ai/api/v1/rerank",
+        body={"model": "cohere/rerank-v3.5", "query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+        answer=_results(model="cohere/rerank-v3.5", usage={"total_tokens": 30}),
+        env_vars=("OPENROUTER_API_KEY",),
+        error=(
+            402,
+            {"error": {"code": 402, "message": "Insufficient credits"}},
+            "APIStatusError",
+            "Insufficient credits",
+        ),
+    ),
+    Spec(
+        name="fireworks",
+        make=FireworksProvider,
+        base_url="https://api.fireworks.ai/inference/v1",
+        model="accounts/fireworks/models/qwen3-reranker-8b",
+        url="https://api.fireworks.ai/inference/v1/rerank",
+        body={
+            "model": "accounts/fireworks/models/qwen3-reranker-8b",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+            "return_documents": False,
+        },
+        answer=_data(
+            "relevance_score",
+            object="list",
+            model="accounts/fireworks/models/qwen3-reranker-8b",
+            usage={"prompt_tokens": 40, "total_tokens": 40},
+        ),
+        env_vars=("FIREWORKS_API_KEY",),
+        error=(
+            404,
+            {
+                "error": {
+                    "object": "error",
+                    "type": "invalid_request_error",
+                    "message": "Model not found, inaccessible, and/or not deployed",
+                }
+            },
+            "NotFoundError",
+            "Model not found, inaccessible, and/or not deployed",
+        ),
+    ),
+    Spec(
+        name="sglang",
+        make=SGLangProvider,
+        base_url="http://localhost:30000",
+        model="BAAI/bge-reranker-v2-m3",
+        url="http://localhost:30000/v1/rerank",
+        body={
+            "model": "BAAI/bge-reranker-v2-m3",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+            "return_documents": False,
+        },
+        answer=lambda pairs: [{"index": i, "score": s, "meta_info": {"id": "x"}} for i, s in pairs],
+        env_vars=("SGLANG_API_KEY",),
+        error=(
+            400,
+            {
+                "object": "error",
+                "message": "documents must not be empty",
+                "type": "BadRequest",
+                "param": None,
+                "code": 400,
+            },
+            "BadRequestError",
+            "documents must not be empty",
+        ),
+    ),
+    Spec(
+        name="llamacpp",
+        make=LlamaCppProvider,
+        base_url="http://localhost:8080",
+        model="bge-reranker-v2-m3-Q4_K_M.gguf",
+        url="http://localhost:8080/v1/rerank",
+        body={
+            "model": "bge-reranker-v2-m3-Q4_K_M.gguf",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+        },
+        answer=_results(
+            model="bge-reranker", object="list", usage={"prompt_tokens": 33, "total_tokens": 33}
+        ),
+        env_vars=("LLAMA_API_KEY",),
+        error=(
+            501,
+            {
+                "error": {
+                    "code": 501,
+                    "message": "This server does not support reranking. "
+                    "Start it with `--reranking`",
+                    "type": "not_supported_error",
+                }
+            },
+            "ServerError",
+            "This server does not support reranking. Start it with `--reranking`",
+        ),
+    ),
+    Spec(
+        name="dashscope",
+        make=DashScopeProvider,
+        base_url="https://dashscope-intl.aliyuncs.com/compatible-api/v1",
+        model="qwen3-rerank",
+        url="https://dashscope-intl.aliyuncs.com/compatible-api/v1/reranks",
+        body={"model": "qwen3-rerank", "query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+        answer=_results(
+            id="dashscope-1", object="list", model="qwen3-rerank", usage={"total_tokens": 45}
+        ),
+        env_vars=("DASHSCOPE_API_KEY",),
+        error=(
+            400,
+            {
+                "code": "InvalidParameter",
+                "message": "Range of documents should be [1, 500]",
+                "request_id": "r-1",
+            },
+            "BadRequestError",
+            "Range of documents should be [1, 500]",
+        ),
+    ),
+    Spec(
+        name="siliconflow",
+        make=SiliconFlowProvider,
+        base_url="https://api.siliconflow.com/v1",
+        model="Qwen/Qwen3-Reranker-8B",
+        url="https://api.siliconflow.com/v1/rerank",
+        body={
+            "model": "Qwen/Qwen3-Reranker-8B",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+            "return_documents": False,
+        },
+        answer=_results(id="sf-1", meta={"tokens": {"input_tokens": 50, "output_tokens": 0}}),
+        env_vars=("SILICONFLOW_API_KEY",),
+        error=(
+            400,
+            {
+                "code": 20012,
+                "message": "Model does not exist. Please check it carefully.",
+                "data": None,
+            },
+            "BadRequestError",
+            "Model does not exist. Please check it carefully.",
+        ),
+    ),
+    Spec(
+        name="zeroentropy",
+        make=ZeroEntropyProvider,
+        base_url="https://api.zeroentropy.dev/v1",
+        model="zerank-2",
+        url="https://api.zeroentropy.dev/v1/models/rerank",
+        body={"model": "zerank-2", "query": QUERY, "documents": DOCUMENTS, "top_n": 3},
+        answer=_results(total_bytes=600, total_tokens=150, actual_latency_mode="fast"),
+        env_vars=("ZEROENTROPY_API_KEY",),
+        error=(
+            429,
+            {"detail": "Your ratelimit has been exceeded."},
+            "RateLimitError",
+            "Your ratelimit has been exceeded.",
+        ),
+    ),
+    Spec(
+        name="contextual",
+        make=ContextualProvider,
+        base_url="https://api.contextual.ai/v1",
+        model="ctxl-rerank-v2-instruct-multilingual",
+        url="https://api.contextual.ai/v1/rerank",
+        body={
+            "model": "ctxl-rerank-v2-instruct-multilingual",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+        },
+        answer=_results(),
+        env_vars=("CONTEXTUAL_API_KEY",),
+        error=(
+            422,
+            {"detail": [{"loc": ["body", "model"], "msg": "Field required", "type": "missing"}]},
+            "BadRequestError",
+            "body.model: Field required",
+        ),
+    ),
+    Spec(
+        name="xinference",
+        make=XinferenceProvider,
+        base_url="http://localhost:9997",
+        model="bge-reranker-v2-m3",
+        url="http://localhost:9997/v1/rerank",
+        body={
+            "model": "bge-reranker-v2-m3",
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "top_n": 3,
+            "return_documents": False,
+        },
+        answer=_results(
+            id="xinf-1",
+            meta={
+                "api_version": None,
+                "billed_units": None,
+                "tokens": {"input_tokens": 30},
+                "warnings": None,
+            },
+        ),
+        env_vars=("XINFERENCE_API_KEY",),
+        error=(
+            400,
+            {"detail": "Model not found in the model list, uid: nosuch"},
+            "BadRequestError",
+            "Model not found in the model list, uid: nosuch",
+        ),
+    ),
+]
+
+# Signed per attempt (SigV4) or by an access token: tested in test_signed_providers.py.
+SIGNED_SPECS: list[Spec] = [
+    Spec(
+        name="bedrock",
+        make=lambda: BedrockProvider(region="us-west-2"),
+        base_url="https://bedrock-agent-runtime.us-west-2.amazonaws.com",
+        model=BEDROCK_ARN,
+        url="https://bedrock-agent-runtime.us-west-2.amazonaws.com/rerank",
+        body={
+            "queries": [{"type": "TEXT", "textQuery": {"text": QUERY}}],
+            "sources": [{"type": "INLINE", "inlineDocumentSource": {
+                "type": "TEXT", "textDocument": {"text": d}}} for d in DOCUMENTS],
+            "rerankingConfiguration": {"type": "BEDROCK_RERANKING_MODEL",
+                                       "bedrockRerankingConfiguration": {
+                                           "numberOfResults": 3,
+                                           "modelConfiguration": {"modelArn": BEDROCK_ARN}}},
+        },
+        answer=_bedrock_answer,
+        documents_of=_bedrock_documents,
+        query_of=lambda body: body["queries"][0]["textQuery"]["text"],
+        error=(400, {"message": "1 validation error detected: Value at 'sources' failed"},
+               "BadRequestError", "1 validation error detected: Value at 'sources' failed"),
+    ),
+    Spec(
+        name="vertex",
+        make=lambda: VertexProvider(project="my-project"),
+        base_url=VERTEX_BASE,
+        model="semantic-ranker-default@latest",
+        url=f"{VERTEX_BASE}:rank",
+        body={"model": "semantic-ranker-default@latest", "query": QUERY,
+              "records": [{"id": str(i), "content": d} for i, d in enumerate(DOCUMENTS)],
+              "topN": 3, "ignoreRecordDetailsInResponse": True},
+        answer=_vertex_answer,
+        env_vars=("VERTEX_ACCESS_TOKEN",),
+        documents_of=lambda body: [record["content"] for record in body["records"]],
+        error=(403, {"error": {"code": 403, "message": "Permission denied on resource project",
+                               "status": "PERMISSION_DENIED"}},
+               "AuthenticationError", "Permission denied on resource project"),
+    ),
+]  # fmt: skip
+
+SPECS += NEW_SPECS
+BY_NAME = {spec.name: spec for spec in [*SPECS, *SIGNED_SPECS]}
 
 
 def reverse_relevance(query: str, documents: Sequence[str]) -> list[tuple[int, float]]:

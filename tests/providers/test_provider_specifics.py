@@ -33,9 +33,15 @@ from rerank_async.providers._wire import logistic as sigmoid
 from tests.conftest import make_client, pointwise_score
 from tests.providers.specs import BY_NAME, QUERY, FakeService, Spec, json_response
 
+NEW_NAMES = (
+    *("azure", "bedrock", "contextual", "dashscope", "fireworks", "llamacpp"),
+    *("openrouter", "sglang", "siliconflow", "vertex", "xinference", "zeroentropy"),
+)
+
 # -- registry and public names ---------------------------------------------------------------
 
 NAMES = {
+    **{name: type(BY_NAME[name].make()) for name in NEW_NAMES},
     "cohere": CohereProvider,
     "deepinfra": DeepInfraProvider,
     "infinity": InfinityProvider,
@@ -56,7 +62,9 @@ def test_resolve_provider_by_name(name: str, provider_class: type[Provider]) -> 
     assert type(resolved) is provider_class
     assert resolved.name == name
     assert type(resolve_provider(name.upper())) is provider_class
-    assert RerankClient(provider=name, model="some-model").provider.name == name
+    # A base URL: Azure has no shared one, Bedrock and Vertex need a region or a project.
+    client = RerankClient(provider=name, model="some-model", base_url="https://reranker.test")
+    assert client.provider.name == name
 
 
 def test_unknown_provider_lists_every_known_one() -> None:
@@ -492,8 +500,9 @@ def test_voyage_budget_per_model(model: str, budget: int) -> None:
 
 
 def test_other_providers_have_no_token_budget() -> None:
+    budgets = {"contextual": 400_000, "dashscope": 120_000, "zeroentropy": 1_250_000}
     for name in NAMES.keys() - {"voyage"}:
-        assert resolve_provider(name).max_tokens_per_request("m") is None
+        assert resolve_provider(name).max_tokens_per_request("m") == budgets.get(name)
 
 
 async def test_voyage_long_query_splits_by_the_real_budget(mock_api: respx.MockRouter) -> None:

@@ -11,10 +11,12 @@ from rerank_async import (
     ClientStatistics,
     DeepInfraProvider,
     Limits,
+    LongDocuments,
     PartialScores,
     RankedDocument,
     RerankClient,
     RerankError,
+    RerankRequest,
     RerankResult,
     ResponseTimeoutError,
     ResponseTooLargeError,
@@ -110,3 +112,18 @@ async def living_within_limits() -> float | None:
             last: RerankError = error.last_error
             del last
         return stats.retry_budget_left
+
+
+async def instructions_and_long_documents(documents: list[str]) -> list[float]:
+    async with RerankClient(
+        provider="dashscope",
+        instruction="Given a web search query, retrieve relevant passages.",
+        long_documents=LongDocuments(max_tokens=512, mode="chunk", overlap_tokens=64),
+    ) as client:
+        await client.rerank("q", documents, instruction="Prefer recent documents.")
+        await client.rerank("q", documents, instruction=None)
+        request = RerankRequest(query="q", documents=documents, instruction="Be strict.")
+        async with client.rerank_many([request]) as outcomes:
+            async for outcome in outcomes:
+                del outcome
+        return await client.score("q", documents, instruction="x")
