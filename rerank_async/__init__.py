@@ -12,8 +12,8 @@ Quickstart::
 
 from __future__ import annotations
 
-from ._client import NOT_GIVEN, ClientOptions, NotGiven, RerankClient
-from ._config import ClientArguments, HttpEngine
+from ._client import NOT_GIVEN, ClientArguments, ClientOptions, NotGiven, RerankClient
+from ._config import HttpEngine
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -30,9 +30,17 @@ from ._exceptions import (
     RetryBudgetExhaustedError,
     ServerError,
 )
+from ._fleet import ScoreCache, ScoreCacheError
 from ._long_documents import LongDocuments
 from ._many import RerankOutcome, RerankRequest
-from ._models import ClientStatistics, RankedDocument, RequestRecord, RerankResult, Usage
+from ._models import (
+    ClientStatistics,
+    RankedDocument,
+    ReplicaStatistics,
+    RequestRecord,
+    RerankResult,
+    Usage,
+)
 from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES
@@ -63,6 +71,7 @@ __all__ = [
     "Provider",
     "RankedDocument",
     "RateLimitError",
+    "ReplicaStatistics",
     "RequestRecord",
     "RerankClient",
     "RerankError",
@@ -74,6 +83,8 @@ __all__ = [
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
+    "ScoreCache",
+    "ScoreCacheError",
     "ServerError",
     "SyncRerankClient",
     "Usage",

@@ -8,6 +8,7 @@ each batch: flow control, the retry verdict, hedging), ``_many`` runs many calls
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -19,11 +20,13 @@ import httpx
 from ._config import (
     NOT_GIVEN,
     ClientOptions,
+    EndpointArguments,
     HttpEngine,
     NotGiven,
     resolve_config,
 )
 from ._constants import DEFAULT_MAX_RETRIES
+from ._fleet import CachedScoring, FallbackChain, FleetTransport, ScoreCache, open_fleet
 from ._long_documents import LongDocuments
 from ._many import RequestLike, RerankOutcome
 from ._models import ClientStatistics, RequestRecord, RerankResult
@@ -31,10 +34,16 @@ from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
 from ._runner import BatchRunner
 from ._scorer import CallScorer
-from ._transports import open_transport
 from .providers import Provider
 
-__all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]
+__all__ = [
+    "NOT_GIVEN",
+    "ClientArguments",
+    "ClientOptions",
+    "HttpEngine",
+    "NotGiven",
+    "RerankClient",
+]
 
 
 class _State(enum.Enum):
@@ -55,7 +64,9 @@ class RerankClient:
             ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent only as a header
             to the endpoint, redacted from every error and log record.
         base_url: Endpoint root; default ``$RERANK_ASYNC_BASE_URL``, then the
-            provider's. No query string, fragment or credentials.
+            provider's. No query string, fragment or credentials. A sequence of
+            roots declares replicas of one model: each request goes to the least
+            busy healthy one, and failing ones are ejected for a while (docs/fleet.md).
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
         batch_size: Most documents per request; ``None``: the provider's (DeepInfra 64).
         max_concurrency: Most requests in flight, across all calls; ``None``: the
@@ -80,6 +91,10 @@ class RerankClient:
             (docs/providers.md); a provider with none raises ``ValueError``.
         long_documents: Cut documents over a length, or score their overlapping
             windows and keep each one's best (``LongDocuments``); ``None``: as they are.
+        fallback: A client (or clients, tried in order) of another model or provider:
+            a call that fails for good here, or while every endpoint here is ejected,
+            is scored whole there; ``result.model`` names who scored it.
+        cache: A ``ScoreCache``: pairs scored before are not sent again.
 
     Raises:
         ValueError, TypeError: An option is out of range or of the wrong type; the
@@ -91,7 +106,7 @@ class RerankClient:
         *,
         model: str | None = None,
         api_key: str | None = None,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         provider: str | Provider = "deepinfra",
         batch_size: int | None = None,
         max_concurrency: int | None = None,
@@ -105,7 +120,12 @@ class RerankClient:
         retry: RetryPolicy | None = None,
         instruction: str | None = None,
         long_documents: LongDocuments | None = None,
+        fallback: RerankClient | Sequence[RerankClient] | None = None,
+        cache: ScoreCache | None = None,
     ) -> None:
+        fallbacks = _checked_fallbacks(fallback)
+        if cache is not None and not isinstance(cache, ScoreCache):
+            raise TypeError(f"cache must be a ScoreCache or None, not {type(cache).__name__}")
         config = resolve_config(
             model=model,
             api_key=api_key,
@@ -126,14 +146,21 @@ class RerankClient:
         )
         self._provider = config.provider
         self._api_key = config.api_key
-        self._transport = open_transport(config)
+        self._transport = open_fleet(config, watch_health=bool(fallbacks))
         # One limiter for every call of this client (see BatchRunner).
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
             sender=self._transport.sender,
         )
-        self._scorer = CallScorer(self._runner, long_documents=config.long_documents)
+        self._scorer = CallScorer(
+            self._runner,
+            long_documents=config.long_documents,
+            cache=None
+            if cache is None
+            else CachedScoring(cache, provider=config.provider.name, model=config.options.model),
+            fallback=FallbackChain(fallbacks, primary_down=self._is_down) if fallbacks else None,
+        )
         self._on_request: Callable[[RequestRecord], None] | None = None
         self._state = _State.UNOPENED
 
@@ -174,8 +201,28 @@ class RerankClient:
         return self._state is _State.CLOSED
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of the state all calls share: slots, limits, budget, batches."""
-        return self._runner.statistics()
+        """A frozen snapshot of the state all calls share: slots, limits, budget, batches,
+        and each replica's state, the cache's hits and misses, the calls that fell back."""
+        statistics = self._runner.statistics()
+        transport = self._transport
+        cache = self._scorer.cache
+        fallback = self._scorer.fallback
+        if not isinstance(transport, FleetTransport) and cache is None and fallback is None:
+            return statistics
+        return dataclasses.replace(
+            statistics,
+            replicas=transport.replicas.statistics()
+            if isinstance(transport, FleetTransport)
+            else (),
+            cache_hits=0 if cache is None else cache.hits,
+            cache_misses=0 if cache is None else cache.misses,
+            fallbacks=0 if fallback is None else fallback.calls,
+        )
+
+    def _is_down(self) -> bool:
+        """Whether every endpoint of this client is ejected (a fallback skips it then)."""
+        transport = self._transport
+        return isinstance(transport, FleetTransport) and transport.replicas.all_ejected
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
         """Retry later batches with ``policy``: backoff, budget, and the sleep and jitter draw.
@@ -332,8 +379,9 @@ class RerankClient:
     def __repr__(self) -> str:
         options = self._runner.options
         key = "'***'" if self._api_key else "None"
+        base_url = list(options.replicas) if options.replicas else options.base_url
         return (
-            f"RerankClient(model={options.model!r}, base_url={options.base_url!r}, "
+            f"RerankClient(model={options.model!r}, base_url={base_url!r}, "
             f"provider={self._provider.name!r}, batch_size={options.batch_size}, "
             f"max_concurrency={options.max_concurrency}, api_key={key})"
         )
@@ -341,3 +389,30 @@ class RerankClient:
     def _ensure_open(self) -> None:
         if self._state is _State.CLOSED:
             raise RuntimeError("RerankClient is closed; create a new client")
+
+
+class ClientArguments(EndpointArguments, total=False):
+    """``RerankClient``'s keyword arguments, for wrappers that pass them through.
+
+    ``SyncRerankClient``, the framework adapters, the CLI and Ray take
+    ``**Unpack[ClientArguments]`` instead of re-typing the list; a test checks that
+    its keys are exactly ``RerankClient``'s parameters.
+    """
+
+    fallback: RerankClient | Sequence[RerankClient] | None
+    cache: ScoreCache | None
+
+
+def _checked_fallbacks(
+    fallback: RerankClient | Sequence[RerankClient] | None,
+) -> list[RerankClient]:
+    """``fallback=`` as a list of clients (a caller's: never closed here)."""
+    if fallback is None:
+        return []
+    clients = [fallback] if isinstance(fallback, RerankClient) else list(fallback)
+    for index, client in enumerate(clients):
+        if not isinstance(client, RerankClient):
+            raise TypeError(
+                f"fallback[{index}] must be a RerankClient, not {type(client).__name__}"
+            )
+    return clients

@@ -36,7 +36,7 @@ __all__ = [
     "HTTP_ENGINES",
     "NOT_GIVEN",
     "CallRequest",
-    "ClientArguments",
+    "EndpointArguments",
     "ClientOptions",
     "HttpEngine",
     "NotGiven",
@@ -68,17 +68,14 @@ OptionT = TypeVar("OptionT", Limits, RetryPolicy)
 RequestTimeout: TypeAlias = httpx.Timeout | float | NotGiven | None
 
 
-class ClientArguments(TypedDict, total=False):
-    """``RerankClient``'s keyword arguments, for wrappers that pass them through.
-
-    ``SyncRerankClient``, the framework adapters, the CLI and Ray take
-    ``**Unpack[ClientArguments]`` instead of re-typing the list; a test checks that
-    its keys are exactly ``RerankClient``'s parameters.
+class EndpointArguments(TypedDict, total=False):
+    """``RerankClient``'s keyword arguments but the fleet's (``fallback``, ``cache``),
+    whose types live above this layer: ``_client.ClientArguments`` adds them.
     """
 
     model: str | None
     api_key: str | None
-    base_url: str | None
+    base_url: str | Sequence[str] | None
     provider: str | Provider
     batch_size: int | None
     max_concurrency: int | None
@@ -118,7 +115,10 @@ class ClientOptions:
         """What the flow-control gate (``Admission``) enforces."""
         return LoadSettings(
             max_concurrency=self.max_concurrency,
-            adaptive=self.limits.adaptive_concurrency,
+            # With replicas each has its own adaptive limit (rerank_async/_fleet); the
+            # client-wide gate keeps only max_concurrency, or one replica's overload
+            # would slow every other.
+            adaptive=self.limits.adaptive_concurrency and not self.replicas,
             max_requests_per_minute=self.limits.max_requests_per_minute,
             max_tokens_per_minute=self.limits.max_tokens_per_minute,
             retry_budget_ratio=self.retry.budget_ratio,
@@ -129,6 +129,9 @@ class ClientOptions:
     # The client's defaults for instructions and long documents (see RerankClient).
     instruction: str | None = None
     long_documents: LongDocuments | None = None
+    # Every base URL when base_url was a sequence of several (replicas of one model;
+    # base_url and url are the first's); empty for one endpoint.
+    replicas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,7 @@ def resolve_config(
     *,
     model: str | None = None,
     api_key: str | None = None,
-    base_url: str | None = None,
+    base_url: str | Sequence[str] | None = None,
     provider: str | Provider = "deepinfra",
     batch_size: int | None = None,
     max_concurrency: int | None = None,
@@ -215,8 +218,12 @@ def resolve_config(
             f"model; pass model= or set {ENV_MODEL}"
         )
     resolved_model = non_empty("model", chosen_model)
+    urls = _checked_urls(base_url)
+    replicas = urls if len(urls) > 1 else ()
     resolved_base_url = _checked_base_url(
-        base_url or os.environ.get(ENV_BASE_URL) or chosen_provider.base_url_default()
+        (urls[0] if urls else base_url)
+        or os.environ.get(ENV_BASE_URL)
+        or chosen_provider.base_url_default()
     )
     # --- caps, instructions and long documents (the provider's documented limits)
     document_cap = chosen_provider.caps(resolved_model).documents
@@ -245,6 +252,7 @@ def resolve_config(
         retry=retry,
         instruction=resolved_instruction,
         long_documents=long_documents,
+        replicas=replicas,
     )
     return ResolvedConfig(
         options=options,
@@ -404,6 +412,25 @@ def _checked_timeout(timeout: object) -> httpx.Timeout | float | None:
 
 def _checked_base_url(base_url: object) -> str:
     return check_base_url(non_empty("base_url", base_url))
+
+
+def _checked_urls(base_url: object) -> tuple[str, ...]:
+    """Every URL of ``base_url=[...]`` (replicas of one model); ``()`` for a str or None."""
+    if base_url is None or isinstance(base_url, str):
+        return ()
+    if not isinstance(base_url, Sequence):
+        raise TypeError(
+            f"base_url must be a str or a sequence of str, not {type(base_url).__name__}"
+        )
+    urls = tuple(
+        check_base_url(non_empty(f"base_url[{index}]", url), name=f"base_url[{index}]")
+        for index, url in enumerate(base_url)
+    )
+    if not urls:
+        raise ValueError("base_url must name at least one URL")
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"base_url names a replica twice: {list(urls)}")
+    return urls
 
 
 def _resolve_api_key(api_key: str | None, env_vars: Sequence[str]) -> str | None:

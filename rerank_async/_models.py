@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
 
 from ._batching import rank_indices
 
-__all__ = ["ClientStatistics", "RankedDocument", "RequestRecord", "RerankResult", "Usage"]
+__all__ = [
+    "ClientStatistics",
+    "RankedDocument",
+    "ReplicaStatistics",
+    "RequestRecord",
+    "RerankResult",
+    "Usage",
+]
 
 
 class Usage(BaseModel):
@@ -27,6 +34,8 @@ class Usage(BaseModel):
         hedges: Requests that were second copies of a slow one (``hedge_after``).
         input_tokens: Tokens the server reported, summed; ``None`` when it
             reported none.
+        cache_hits: Texts whose score came from the client's ``ScoreCache``.
+        cache_misses: Texts the cache lacked, sent to the server.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -38,6 +47,8 @@ class Usage(BaseModel):
     retries: int = 0
     hedges: int = 0
     input_tokens: int | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +99,9 @@ class RerankResult(BaseModel):
     """Scores of one call, in input order, and the ranking they imply.
 
     Attributes:
-        model: The model that scored the documents.
+        model: The model that scored the documents (a fallback's, when the call
+            fell back: one call's scores always come from one model).
+        provider: The wire format of the client that scored them (``"deepinfra"``).
         scores: One score per input document, ``scores[i]`` for ``documents[i]``.
         top_k: The cut applied to ``results``; ``None`` keeps every document.
         usage: Requests, retries and tokens the call took.
@@ -100,6 +113,7 @@ class RerankResult(BaseModel):
     scores: list[float]
     top_k: int | None = None
     usage: Usage = Usage()
+    provider: str | None = None
     _documents: Sequence[str] = PrivateAttr(default=())
 
     @classmethod
@@ -111,9 +125,10 @@ class RerankResult(BaseModel):
         scores: list[float],
         top_k: int | None,
         usage: Usage,
+        provider: str | None = None,
     ) -> RerankResult:
         """Assemble a result from scores the client already checked."""
-        result = cls(model=model, scores=scores, top_k=top_k, usage=usage)
+        result = cls(model=model, provider=provider, scores=scores, top_k=top_k, usage=usage)
         result._documents = documents
         return result
 
@@ -130,6 +145,31 @@ class RerankResult(BaseModel):
             RankedDocument(index=i, score=self.scores[i], document=documents[i])
             for i in rank_indices(self.scores, self.top_k)
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatistics:
+    """One replica of a client's model (``base_url=[...]``), as ``statistics()`` sees it.
+
+    Attributes:
+        base_url: The replica's endpoint root.
+        state: ``"healthy"``, ``"ejected"`` (failing; sent nothing until its
+            cool-down ends) or ``"probing"`` (back from a cool-down, one request
+            at a time until one succeeds).
+        in_flight: Requests sent to it and not yet answered.
+        concurrency_limit: Its own adaptive limit of requests in flight.
+        requests: Requests sent to it.
+        failures: Requests to it that failed (no answer, or a 5xx).
+        ejections: Times it was ejected.
+    """
+
+    base_url: str
+    state: str
+    in_flight: int
+    concurrency_limit: int
+    requests: int
+    failures: int
+    ejections: int
 
 
 # A frozen snapshot, like anyio's CapacityLimiterStatistics: read it, never reach past it.
@@ -154,6 +194,10 @@ class ClientStatistics:
             the current minute; ``None`` without that limit.
         tokens_this_minute: Tokens counted by ``max_tokens_per_minute`` (estimates
             corrected by reported usage); ``None`` without that limit.
+        replicas: Each replica's state, with ``base_url=[...]``; empty for one URL.
+        cache_hits: Texts this client found in its ``ScoreCache``.
+        cache_misses: Texts it looked up there and sent.
+        fallbacks: Calls this client handed to its ``fallback``.
     """
 
     in_flight: int
@@ -166,3 +210,7 @@ class ClientStatistics:
     paused_until: float | None = None
     requests_this_minute: int | None = None
     tokens_this_minute: int | None = None
+    replicas: tuple[ReplicaStatistics, ...] = ()
+    cache_hits: int = 0
+    cache_misses: int = 0
+    fallbacks: int = 0

@@ -21,6 +21,7 @@ from ._config import (
     resolve_instruction,
 )
 from ._encodable import check_encodable_in_slices
+from ._fleet import CachedScoring, FallbackChain
 from ._long_documents import LongDocumentPolicy
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RerankResult, Usage
@@ -39,6 +40,9 @@ class CallScorer:
     Args:
         runner: The fan-out every call's batches go through.
         long_documents: How documents over a length are cut or windowed, or ``None``.
+        cache: The client's score cache: only the texts it lacks are sent.
+        fallback: Where a call that fails for good is re-run whole (per request in
+            ``rerank_many`` too).
 
     Attributes:
         packed: ``rerank_many``'s packed requests, for wire formats with one query
@@ -46,10 +50,17 @@ class CallScorer:
     """
 
     def __init__(
-        self, runner: BatchRunner, *, long_documents: LongDocumentPolicy | None = None
+        self,
+        runner: BatchRunner,
+        *,
+        long_documents: LongDocumentPolicy | None = None,
+        cache: CachedScoring | None = None,
+        fallback: FallbackChain | None = None,
     ) -> None:
         self._runner = runner
         self._long_documents = long_documents
+        self.cache = cache
+        self.fallback = fallback
         self.packed = PackedRequests(runner)
 
     async def rerank(
@@ -70,6 +81,42 @@ class CallScorer:
             TypeError, ValueError: Bad input, before any request.
             RerankError: The call failed; ``error.partial`` holds what was scored.
         """
+        primary = partial(
+            self._rerank_here,
+            query,
+            documents,
+            top_k=top_k,
+            total_timeout=total_timeout,
+            resume=resume,
+            spread=spread,
+            pool=pool,
+            instruction=instruction,
+        )
+        if self.fallback is None or resume is not None:
+            # A resume completes this model's own partial scores: never another model's.
+            return await primary()
+        return await self.fallback.rerank(
+            primary,
+            query,
+            documents,
+            top_k=top_k,
+            total_timeout=total_timeout,
+            instruction=instruction,
+        )
+
+    async def _rerank_here(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None,
+        total_timeout: float | NotGiven | None,
+        resume: PartialScores | None,
+        spread: bool,
+        pool: PairPool | None,
+        instruction: str | NotGiven | None,
+    ) -> RerankResult:
+        """The call on this client's own endpoints, inside its span."""
         options = self._runner.options
         # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
         # tracer provider is configured (see _tracing.py).
@@ -172,7 +219,12 @@ class CallScorer:
             )
             usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
         return RerankResult.build(
-            model=options.model, documents=checked, scores=scores, top_k=top_k, usage=usage
+            model=options.model,
+            documents=checked,
+            scores=scores,
+            top_k=top_k,
+            usage=usage,
+            provider=self._runner.provider.name,
         )
 
     async def _score(
@@ -214,9 +266,47 @@ class CallScorer:
         pool: PairPool | None,
         instruction: str | None,
     ) -> tuple[list[float], Usage]:
-        """One pass of the runner (or of the pair pool) over ``documents``, and its cost."""
+        """One pass of the runner (or of the pair pool) over ``documents``, and its cost;
+        with a cache, over those it lacks."""
         if not documents:
             return [], Usage()
+        if self.cache is not None:
+            return await self.cache.score(
+                query,
+                documents,
+                instruction,
+                partial(
+                    self._score_sent,
+                    query,
+                    may_dedupe=may_dedupe,
+                    deadline_seconds=deadline_seconds,
+                    spread=spread,
+                    pool=pool,
+                    instruction=instruction,
+                ),
+            )
+        return await self._score_sent(
+            query,
+            documents,
+            may_dedupe=may_dedupe,
+            deadline_seconds=deadline_seconds,
+            spread=spread,
+            pool=pool,
+            instruction=instruction,
+        )
+
+    async def _score_sent(
+        self,
+        query: str,
+        documents: list[str],
+        *,
+        may_dedupe: bool,
+        deadline_seconds: float | None,
+        spread: bool,
+        pool: PairPool | None,
+        instruction: str | None,
+    ) -> tuple[list[float], Usage]:
+        """``documents`` sent: one pass of the runner or of the pair pool."""
         dedupe = may_dedupe and self._runner.options.limits.dedupe
         call = await CallState.for_documents(query, documents, dedupe_them=dedupe, spread=spread)
         call.instruction = instruction

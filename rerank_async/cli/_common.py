@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from .._client import RerankClient
-from .._config import ClientArguments
+from .._client import ClientArguments
 from .._constants import DEFAULT_MAX_RETRIES
 from ..providers import provider_names
 

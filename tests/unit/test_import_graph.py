@@ -107,7 +107,7 @@ CORE_LAYERS: list[set[str]] = [
     {"_flow", "_models", "_resume", "_retry", "providers"},
     {"_call", "_config", "_hedging", "_tracing"},
     {"_many", "_transports"},
-    {"_attempts"},
+    {"_attempts", "_fleet"},
     {"_runner"},
     {"_packed"},
     {"_scorer"},
@@ -117,7 +117,7 @@ CORE_LAYERS: list[set[str]] = [
 ]
 # Core subpackages: each module in them sits at its package's layer, and may import
 # its siblings freely.
-CORE_SUBPACKAGES = ("_flow", "_packed", "_transports")
+CORE_SUBPACKAGES = ("_fleet", "_flow", "_packed", "_transports")
 
 
 def core_layer(module: str) -> int | None:

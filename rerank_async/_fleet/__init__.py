@@ -1,0 +1,92 @@
+"""A fleet, not an endpoint: replicas of one model, fallbacks, and a score cache.
+
+One entry point, ``open_fleet`` (below), which the client calls once:
+
+    replicas.py   ReplicaSet: each request to the least busy healthy replica, each
+                  replica its own adaptive limit, outlier ejection and probing
+    fallback.py   FallbackChain: a call that failed for good re-run whole elsewhere
+    cache.py      ScoreCache (public): an in-memory LRU or a SQLite file, by content hash
+    cached.py     CachedScoring: one client's lookups, merge and stores
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from .._config import ResolvedConfig
+from .._models import RequestRecord
+from .._transports import BatchSender, OpenTransport, open_transport
+from .cache import ScoreCache, ScoreCacheError
+from .cached import CachedScoring
+from .fallback import FallbackChain, FallbackClient, is_down
+from .replicas import EjectionPolicy, ReplicaSet
+
+__all__ = [
+    "CachedScoring",
+    "EjectionPolicy",
+    "FallbackChain",
+    "FallbackClient",
+    "FleetTransport",
+    "ReplicaSet",
+    "ScoreCache",
+    "ScoreCacheError",
+    "is_down",
+    "open_fleet",
+]
+
+
+class FleetTransport:
+    """``OpenTransport``'s shape over one engine per replica, behind one ``ReplicaSet``."""
+
+    def __init__(self, opened: list[OpenTransport], replicas: ReplicaSet) -> None:
+        self._opened = opened
+        self.replicas = replicas
+
+    @property
+    def sender(self) -> BatchSender:
+        """The replica set: every attempt goes through it."""
+        return self.replicas
+
+    @property
+    def engine_name(self) -> str:
+        """The engine of the replicas (they all choose alike)."""
+        return self._opened[0].engine_name
+
+    def observed(self, on_request: Callable[[RequestRecord], None] | None) -> BatchSender:
+        """The replica set, each replica's engine observed when ``on_request`` is set."""
+        opened = {id(transport.engine): transport for transport in self._opened}
+        self.replicas.wrap_senders(lambda engine: opened[id(engine)].observed(on_request))
+        return self.replicas
+
+
+def open_fleet(config: ResolvedConfig, *, watch_health: bool) -> OpenTransport | FleetTransport:
+    """The transport a client sends through: one engine, or a ``ReplicaSet`` of several.
+
+    Args:
+        config: The client's resolved options; ``options.replicas`` lists the URLs.
+        watch_health: Put even a single endpoint behind a ``ReplicaSet``, so that a
+            fallback knows when it is down.
+    """
+    options = config.options
+    urls = options.replicas or ((options.base_url,) if watch_health else ())
+    if not urls:
+        return open_transport(config)
+    opened = [
+        open_transport(
+            dataclasses.replace(
+                config,
+                options=dataclasses.replace(
+                    options, base_url=url, url=config.provider.url(url, options.model)
+                ),
+            )
+        )
+        for url in urls
+    ]
+    replicas = ReplicaSet(
+        [(url, transport.engine) for url, transport in zip(urls, opened, strict=True)],
+        max_concurrency=options.max_concurrency,
+        # One endpoint keeps the client-wide adaptive limit (ClientOptions.load_settings).
+        adaptive=options.limits.adaptive_concurrency and bool(options.replicas),
+    )
+    return FleetTransport(opened, replicas)

@@ -1,0 +1,335 @@
+"""``ScoreCache``: scores already obtained, by a content hash of what was scored.
+
+The key of one score is a BLAKE2b digest of the provider, the model, the
+instruction, the query and the document, so that the file holds no plaintext
+and two models (or two instructions) never share an entry: scores of different
+models are not comparable. Only scores a server returned are stored.
+
+Without ``path`` the entries live in an in-memory LRU. With ``path`` they live in
+a SQLite file in WAL mode (stdlib ``sqlite3``: readers never block the writer, and
+several processes may share one file, each write one short transaction). Each
+row carries a CRC of its key and score, so a damaged row is dropped and scored
+again, never served (SQLite has no page checksums of its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+from .._checks import check_int
+from .._constants import LOGGER_NAME
+
+__all__ = ["CacheContext", "ScoreCache", "ScoreCacheError"]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+DEFAULT_MAX_ENTRIES: Final = 100_000
+# What a file of ours says about itself in its ``meta`` table.
+FILE_FORMAT: Final = "rerank_async.score_cache"
+FILE_VERSION: Final = "1"
+# Keys per SELECT: below SQLite's oldest limit of 999 bound parameters.
+_KEYS_PER_QUERY: Final = 500
+# A file is trimmed back to max_entries once it holds this share more (one DELETE per
+# many writes instead of one per write).
+_TRIM_SLACK: Final = 0.1
+_SCORE: Final = struct.Struct("<d")
+_SCHEMA: Final = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE scores (key BLOB PRIMARY KEY, score REAL NOT NULL,"
+    " crc INTEGER NOT NULL, written INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX scores_written ON scores (written)",
+)
+
+
+class ScoreCacheError(Exception):
+    """A cache file that cannot be used: not ours, damaged, or unreadable.
+
+    Attributes:
+        path: The file.
+    """
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(f"score cache {str(path)!r}: {message}")
+        self.path = path
+
+
+class CacheContext:
+    """What every key of one call shares: provider, model, instruction, query, hashed once.
+
+    A document's key is this hash continued by the document (``hashlib``'s ``copy``),
+    so a call's prefix is hashed once however many documents it has.
+    """
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, provider: str, model: str, instruction: str | None, query: str) -> None:
+        # JSON with explicit lengths: no two different tuples encode alike.
+        head = json.dumps([provider, model, instruction, query], ensure_ascii=False)
+        prefix = hashlib.blake2b(digest_size=16, person=b"rerank-async")
+        prefix.update(head.encode("utf-8", "surrogatepass"))
+        self._prefix = prefix
+
+    def keys(self, documents: Iterable[str]) -> list[bytes]:
+        """One 16-byte key per document, in order."""
+        prefix = self._prefix
+        keys = []
+        for document in documents:
+            digest = prefix.copy()
+            digest.update(document.encode("utf-8", "surrogatepass"))
+            keys.append(digest.digest())
+        return keys
+
+
+class ScoreCache:
+    """Scores kept across calls: an in-memory LRU, or a SQLite file shared across runs.
+
+    Pass one to ``RerankClient(cache=...)``; several clients (of any models) and
+    several processes (with ``path``) may share it. A call sends only the pairs
+    the cache lacks and merges the rest in order.
+
+    Args:
+        path: A file to keep the scores in (created if missing); ``None`` keeps them
+            in memory for the life of the object.
+        max_entries: Most scores kept; the least recently used go first in memory,
+            the oldest written in a file.
+
+    Raises:
+        TypeError, ValueError: A bad argument (the message names it).
+        ScoreCacheError: From the first call that uses it, when ``path`` is not a
+            score cache of ours or is damaged; the message names the file.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str, a path or None, not {type(path).__name__}")
+        check_int("max_entries", max_entries, minimum=1)
+        self._path = None if path is None else Path(path)
+        self._max_entries = max_entries
+        self._memory: OrderedDict[bytes, float] = OrderedDict()
+        self._db: _ScoreFile | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The file, or ``None`` for an in-memory cache."""
+        return self._path
+
+    @property
+    def max_entries(self) -> int:
+        """Most scores kept."""
+        return self._max_entries
+
+    def __repr__(self) -> str:
+        return f"ScoreCache(path={self._path!r}, max_entries={self._max_entries})"
+
+    def lookup(self, keys: Sequence[bytes]) -> list[float | None]:
+        """The stored score of each key, ``None`` where there is none.
+
+        Raises:
+            ScoreCacheError: The file is not ours, or is damaged.
+        """
+        if self._path is None:
+            memory = self._memory
+            found: list[float | None] = []
+            for key in keys:
+                score = memory.get(key)
+                if score is not None:
+                    memory.move_to_end(key)
+                found.append(score)
+            return found
+        return self._file().lookup(keys)
+
+    def store(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
+        """Keep ``scores[i]`` under ``keys[i]``; the oldest go once over ``max_entries``.
+
+        Raises:
+            ScoreCacheError: The file is not ours, or is damaged.
+        """
+        if not keys:
+            return
+        if self._path is None:
+            memory = self._memory
+            for key, score in zip(keys, scores, strict=True):
+                memory[key] = score
+                memory.move_to_end(key)
+            while len(memory) > self._max_entries:
+                memory.popitem(last=False)
+            return
+        self._file().store(keys, scores)
+
+    def close(self) -> None:
+        """Close the file (a later use opens it again); nothing to do in memory."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _file(self) -> _ScoreFile:
+        if self._db is None:
+            assert self._path is not None
+            self._db = _ScoreFile(self._path, max_entries=self._max_entries)
+        return self._db
+
+
+class _ScoreFile:
+    """The SQLite file behind a ``ScoreCache`` with a path, opened on first use."""
+
+    def __init__(self, path: Path, *, max_entries: int) -> None:
+        self._path = path
+        self._max_entries = max_entries
+        try:
+            # isolation_level=None: each write is one explicit BEGIN IMMEDIATE ... COMMIT;
+            # timeout: wait this long for another process's write, not fail at once.
+            self._connection = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as error:
+            raise ScoreCacheError(path, f"cannot be opened: {error}") from error
+        try:
+            self._rows = self._open_checked()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _open_checked(self) -> int:
+        with self._errors_named("is not a score cache, or is damaged"):
+            connection = self._connection
+            connection.execute("PRAGMA journal_mode=WAL")
+            # WAL in NORMAL sync stays consistent on a crash; a lost last write is a miss.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                tables = {
+                    name
+                    for (name,) in connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    )
+                }
+                if not tables:
+                    # One statement each: executescript would commit the transaction.
+                    for statement in _SCHEMA:
+                        connection.execute(statement)
+                    connection.executemany(
+                        "INSERT INTO meta VALUES (?, ?)",
+                        [("format", FILE_FORMAT), ("version", FILE_VERSION)],
+                    )
+                    connection.execute("COMMIT")
+                    return 0
+                meta = dict(connection.execute("SELECT name, value FROM meta")) if (
+                    "meta" in tables
+                ) else {}
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            if meta.get("format") != FILE_FORMAT or "scores" not in tables:
+                raise ScoreCacheError(
+                    self._path,
+                    "is a SQLite file but not a rerank_async score cache; "
+                    "pass another path (it is left as it is)",
+                )
+            if meta.get("version") != FILE_VERSION:
+                raise ScoreCacheError(
+                    self._path,
+                    f"has format version {meta.get('version')!r}, this version reads "
+                    f"{FILE_VERSION!r}; pass another path",
+                )
+            (rows,) = connection.execute("SELECT count(*) FROM scores").fetchone()
+            return int(rows)
+
+    def lookup(self, keys: Sequence[bytes]) -> list[float | None]:
+        found: dict[bytes, float] = {}
+        damaged: list[bytes] = []
+        with self._errors_named("could not be read (damaged?)"):
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[start : start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for key, score, crc in self._connection.execute(
+                    f"SELECT key, score, crc FROM scores WHERE key IN ({marks})",  # noqa: S608 - marks only
+                    chunk,
+                ):
+                    if isinstance(key, bytes) and isinstance(score, float) and crc == _crc(
+                        key, score
+                    ):
+                        found[key] = score
+                    else:
+                        damaged.append(key)
+        if damaged:
+            logger.warning(
+                "score cache %s: %d damaged entries ignored (scored again)",
+                self._path,
+                len(damaged),
+            )
+        return [found.get(key) for key in keys]
+
+    def store(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
+        written = time.time_ns()
+        rows = [
+            (key, score, _crc(key, score), written)
+            for key, score in zip(keys, scores, strict=True)
+        ]
+        connection = self._connection
+        with self._errors_named("could not be written"):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", rows)
+                self._rows += len(rows)
+                if self._rows > self._max_entries * (1 + _TRIM_SLACK):
+                    self._trim()
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+    def _trim(self) -> None:
+        """Drop the oldest rows over ``max_entries`` (within the caller's transaction)."""
+        connection = self._connection
+        (rows,) = connection.execute("SELECT count(*) FROM scores").fetchone()
+        excess = int(rows) - self._max_entries
+        if excess > 0:
+            connection.execute(
+                "DELETE FROM scores WHERE key IN "
+                "(SELECT key FROM scores ORDER BY written LIMIT ?)",
+                (excess,),
+            )
+        self._rows = min(int(rows), self._max_entries)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _errors_named(self, what: str) -> _NamedErrors:
+        return _NamedErrors(self._path, what)
+
+
+class _NamedErrors:
+    """Turns a ``sqlite3.DatabaseError`` into a ``ScoreCacheError`` naming the file."""
+
+    __slots__ = ("_path", "_what")
+
+    def __init__(self, path: Path, what: str) -> None:
+        self._path = path
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise ScoreCacheError(self._path, f"{self._what}: {exc}") from exc
+
+
+def _crc(key: bytes, score: float) -> int:
+    return zlib.crc32(_SCORE.pack(score), zlib.crc32(key))

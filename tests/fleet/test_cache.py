@@ -1,0 +1,175 @@
+"""ScoreCache: repeated pairs are never sent again; a damaged file never gives wrong scores."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rerank_async import RerankClient, RerankError, ScoreCache, ScoreCacheError
+from rerank_async._fleet.cache import CacheContext
+from rerank_async.server import RunningServer, ServerConfig, running_server
+
+pytestmark = pytest.mark.integration
+
+QUERY = "what do cats eat"
+
+
+def documents(n: int, tag: str = "") -> list[str]:
+    return [f"document {tag}{i} about cats and what they eat, number {i}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    with running_server(ServerConfig(seed=1)) as running:
+        yield running
+
+
+def client_for(server: RunningServer, cache: ScoreCache, model: str = "acme/a") -> RerankClient:
+    return RerankClient(base_url=server.base_url, model=model, cache=cache, batch_size=64)
+
+
+async def test_a_repeated_call_sends_nothing(server: RunningServer) -> None:
+    cache = ScoreCache()
+    async with client_for(server, cache) as client:
+        first = await client.rerank(QUERY, documents(100))
+        server.reset_stats()
+        second = await client.rerank(QUERY, documents(100))
+        assert server.stats()["requests"] == 0
+        assert second.scores == first.scores
+        assert second.usage.cache_hits == 100
+        assert second.usage.cache_misses == 0
+        assert second.usage.requests == 0
+        assert first.usage.cache_misses == 100
+        statistics = client.statistics()
+        assert (statistics.cache_hits, statistics.cache_misses) == (100, 100)
+
+
+async def test_only_the_missing_half_is_sent_and_merged_in_order(server: RunningServer) -> None:
+    cache = ScoreCache()
+    texts = documents(1000)
+    async with RerankClient(base_url=server.base_url, model="acme/a") as plain:
+        expected = (await plain.rerank(QUERY, texts)).scores
+    async with client_for(server, cache) as client:
+        await client.rerank(QUERY, texts[::2])  # every other document cached
+        server.reset_stats()
+        result = await client.rerank(QUERY, texts)
+    assert server.stats()["documents"] == 500
+    assert result.scores == expected
+    assert (result.usage.cache_hits, result.usage.cache_misses) == (500, 500)
+
+
+async def test_a_file_serves_a_new_client_and_another_model_misses(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "scores.sqlite"
+    async with client_for(server, ScoreCache(path=path)) as client:
+        first = await client.rerank(QUERY, documents(50))
+    server.reset_stats()
+    async with client_for(server, ScoreCache(path=path)) as client:
+        again = await client.rerank(QUERY, documents(50))
+    assert server.stats()["requests"] == 0
+    assert again.scores == first.scores
+    async with client_for(server, ScoreCache(path=path), model="acme/other") as client:
+        other = await client.rerank(QUERY, documents(50))
+    assert other.usage.cache_misses == 50
+    assert server.stats()["documents"] == 50
+    # No plaintext in the file: neither query nor documents.
+    assert b"cats" not in path.read_bytes()
+
+
+def test_every_part_of_the_context_changes_the_key() -> None:
+    base = ("deepinfra", "acme/a", None, QUERY)
+    variants = [
+        ("cohere", "acme/a", None, QUERY),
+        ("deepinfra", "acme/b", None, QUERY),
+        ("deepinfra", "acme/a", "be strict", QUERY),
+        ("deepinfra", "acme/a", None, QUERY + "?"),
+    ]
+    (key,) = CacheContext(*base).keys(["doc"])
+    assert CacheContext(*base).keys(["doc"]) == [key]
+    assert CacheContext(*base).keys(["doc2"]) != [key]
+    for variant in variants:
+        assert CacheContext(*variant).keys(["doc"]) != [key]
+
+
+async def test_a_garbage_file_is_a_clear_error_naming_it(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"not a database at all " * 500)
+    async with client_for(server, ScoreCache(path=path)) as client:
+        with pytest.raises(ScoreCacheError, match="garbage.sqlite") as caught:
+            await client.rerank(QUERY, documents(5))
+    assert caught.value.path == path
+    assert path.read_bytes().startswith(b"not a database")  # left as it was
+
+
+async def test_a_foreign_database_is_refused(server: RunningServer, tmp_path: Path) -> None:
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE people (name TEXT)")
+    async with client_for(server, ScoreCache(path=path)) as client:
+        with pytest.raises(ScoreCacheError, match="not a rerank_async score cache"):
+            await client.rerank(QUERY, documents(5))
+
+
+async def test_a_damaged_row_is_scored_again(server: RunningServer, tmp_path: Path) -> None:
+    path = tmp_path / "scores.sqlite"
+    async with client_for(server, ScoreCache(path=path)) as client:
+        first = await client.rerank(QUERY, documents(20))
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE scores SET score = score + 1.0")
+    async with client_for(server, ScoreCache(path=path)) as client:
+        again = await client.rerank(QUERY, documents(20))
+    assert again.scores == first.scores
+    assert again.usage.cache_misses == 20
+
+
+async def test_a_failed_call_stores_only_what_succeeded(tmp_path: Path) -> None:
+    cache = ScoreCache()
+    texts = documents(128)
+    texts[100] = "poisoned " + texts[100]
+    with running_server(ServerConfig(poison="poisoned")) as server:
+        async with RerankClient(
+            base_url=server.base_url, model="acme/a", cache=cache, batch_size=64, max_retries=0
+        ) as client:
+            with pytest.raises(RerankError) as caught:
+                await client.rerank(QUERY, texts)
+            assert caught.value.partial is not None
+            scored = caught.value.partial.documents_scored
+            assert 0 < scored < 128
+            server.reset_stats()
+            with pytest.raises(RerankError):
+                await client.rerank(QUERY, texts)
+            # The batches that succeeded came from the cache; the failed one was sent again.
+            assert server.stats()["documents"] == 128 - scored
+
+
+def test_the_memory_cache_evicts_the_least_recently_used() -> None:
+    cache = ScoreCache(max_entries=2)
+    cache.store([b"a", b"b"], [0.1, 0.2])
+    assert cache.lookup([b"a"]) == [0.1]  # "a" is now the most recent
+    cache.store([b"c"], [0.3])
+    assert cache.lookup([b"a", b"b", b"c"]) == [0.1, None, 0.3]
+
+
+def test_a_file_is_trimmed_to_max_entries(tmp_path: Path) -> None:
+    cache = ScoreCache(path=tmp_path / "small.sqlite", max_entries=10)
+    for start in range(0, 50, 5):
+        cache.store([bytes([i]) for i in range(start, start + 5)], [float(i) for i in range(5)])
+    found = cache.lookup([bytes([i]) for i in range(50)])
+    cache.close()
+    assert sum(score is not None for score in found) <= 11
+    assert found[-1] is not None
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="max_entries"):
+        ScoreCache(max_entries=0)
+    with pytest.raises(TypeError, match="path"):
+        ScoreCache(path=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cache"):
+        RerankClient(base_url="http://127.0.0.1:9", cache="file.db")  # type: ignore[arg-type]
