@@ -4,8 +4,8 @@ A ``BatchSender`` like any engine, so the runner, the retry loop and ``Admission
 (the client-wide bound, ``max_concurrency``, and the fair queue across calls)
 never know there are several. What it adds, one owner per decision:
 
-* where a request goes (``_pick``): a healthy replica with the fewest requests in
-  flight for its own adaptive limit (least outstanding), turns rotating on ties;
+* where a request goes (``_pick``): a healthy replica below its own adaptive limit
+  with the fewest requests in flight (least outstanding), turns rotating on ties;
 * whether a replica is ejected (``_Replica.outcome``), after Envoy's outlier
   detection: consecutive connection failures or 5xx answers eject it for a
   cool-down that doubles on each ejection in a row, up to a cap; when the
@@ -277,7 +277,7 @@ class ReplicaSet:
         self._turn = (start + 1) % count
         recent = self._policy.recent_failure_s
         best: _Replica | None = None
-        best_key = (2, 2.0)
+        best_key = (2, 0)
         for offset in range(count):
             replica = replicas[(start + offset) % count]
             state = replica.state(now)
@@ -290,8 +290,11 @@ class ReplicaSet:
             limit = replica.limit.limit
             if replica.in_flight >= limit:
                 continue
-            key = (int(now - replica.last_failure < recent), replica.in_flight / limit)
-            if key < best_key:
+            # Requests in flight, not their share of the limit: a server's queue is as
+            # long as what was sent to it, whatever the limit has learned (Envoy's
+            # LEAST_REQUEST); the limit only caps.
+            key = (int(now - replica.last_failure < recent), replica.in_flight)
+            if best is None or key < best_key:
                 best, best_key = replica, key
         return best
 

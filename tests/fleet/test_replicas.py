@@ -1,0 +1,107 @@
+"""Replicas of one model on real local servers: shared work, a death, a return."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from rerank_async import RerankClient, RetryPolicy
+from rerank_async.server import RunningServer, ServerConfig, running_server
+
+pytestmark = pytest.mark.integration
+
+QUERY = "which replica scored this"
+
+
+def documents(n: int) -> list[str]:
+    return [f"passage {i} on replicas and scores" for i in range(n)]
+
+
+@contextlib.contextmanager
+def servers(count: int, config: ServerConfig | None = None) -> Iterator[list[RunningServer]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(running_server(config or ServerConfig())) for _ in range(count)]
+
+
+def client_for(urls: list[str], **kwargs: object) -> RerankClient:
+    return RerankClient(
+        base_url=urls,
+        model="acme/a",
+        batch_size=64,
+        retry=RetryPolicy(initial_delay=0.0, max_delay=0.0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_three_replicas_share_a_call() -> None:
+    with servers(3, ServerConfig(latency_ms=5)) as running:
+        async with client_for([server.base_url for server in running]) as client:
+            result = await client.rerank(QUERY, documents(3000))
+            replicas = client.statistics().replicas
+        requests = [server.stats()["requests"] for server in running]
+        async with RerankClient(base_url=running[0].base_url, model="acme/a") as single:
+            expected = await single.rerank(QUERY, documents(3000))
+    assert result.scores == expected.scores
+    assert all(count >= 0.2 * sum(requests) for count in requests), requests
+    assert [replica.requests for replica in replicas] == requests
+    assert all(replica.state == "healthy" for replica in replicas)
+    assert all(replica.in_flight == 0 for replica in replicas)
+
+
+@pytest.mark.slow
+async def test_a_dead_replica_is_left_out_and_back_when_it_returns() -> None:
+    config = ServerConfig(latency_ms=5)
+    with contextlib.ExitStack() as stack:
+        running = [stack.enter_context(running_server(config)) for _ in range(2)]
+        dying = contextlib.ExitStack()
+        doomed = dying.enter_context(running_server(config))
+        urls = [running[0].base_url, running[1].base_url, doomed.base_url]
+        texts = documents(3000)
+        async with RerankClient(base_url=running[0].base_url, model="acme/a") as single:
+            expected = (await single.rerank(QUERY, texts)).scores
+        async with client_for(urls) as client:
+            await client.rerank(QUERY, texts)
+            await anyio.to_thread.run_sync(dying.close)  # the replica dies
+            first = await client.rerank(QUERY, texts)  # mid-run: retried elsewhere
+            assert first.scores == expected
+            before = client.statistics().replicas
+            result = await client.rerank(QUERY, texts)
+            after = client.statistics().replicas
+            assert result.scores == expected
+            sent = [b.requests - a.requests for a, b in zip(before, after, strict=True)]
+            assert sent[2] <= 0.1 * sum(sent)
+            assert after[2].state in ("ejected", "probing")
+            # It comes back on the same port: work again within 10 s.
+            with running_server(config, port=doomed.port) as revived:
+                started = time.monotonic()
+                while time.monotonic() - started < 10:
+                    assert (await client.rerank(QUERY, texts[:640])).scores == expected[:640]
+                    if revived.stats()["requests"] > 0:
+                        break
+                    await anyio.sleep(0.1)
+                assert revived.stats()["requests"] > 0
+                assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+async def test_three_replicas_of_capacity_8_give_more_than_twice_the_throughput() -> None:
+    # Many rounds of requests: the last round of a call is uneven (least outstanding
+    # evens requests in flight, not when they end), and counts less the more there are.
+    config = ServerConfig(capacity=8, latency_ms=100)
+    texts = documents(64 * 160)
+
+    async def rate(urls: list[str]) -> float:
+        async with client_for(urls, max_concurrency=32) as client:
+            await client.rerank(QUERY, texts[:640])  # warm the connections
+            started = time.perf_counter()
+            await client.rerank(QUERY, texts)
+            return len(texts) / (time.perf_counter() - started)
+
+    with servers(3, config) as running:
+        one = await rate([running[0].base_url])
+        three = await rate([server.base_url for server in running])
+    assert three >= 2.5 * one, (one, three)
