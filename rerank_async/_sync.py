@@ -23,8 +23,7 @@ import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
 
-from ._client import NOT_GIVEN, ClientOptions, NotGiven, RerankClient
-from ._client import ClientArguments
+from ._client import NOT_GIVEN, ClientArguments, ClientOptions, NotGiven, RerankClient
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
 from ._partial import PartialScores

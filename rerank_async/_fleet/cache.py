@@ -226,9 +226,11 @@ class _ScoreFile:
                     )
                     connection.execute("COMMIT")
                     return 0
-                meta = dict(connection.execute("SELECT name, value FROM meta")) if (
-                    "meta" in tables
-                ) else {}
+                meta = (
+                    dict(connection.execute("SELECT name, value FROM meta"))
+                    if ("meta" in tables)
+                    else {}
+                )
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
@@ -260,8 +262,10 @@ class _ScoreFile:
                     f"SELECT key, score, crc FROM scores WHERE key IN ({marks})",  # noqa: S608 - marks only
                     chunk,
                 ):
-                    if isinstance(key, bytes) and isinstance(score, float) and crc == _crc(
-                        key, score
+                    if (
+                        isinstance(key, bytes)
+                        and isinstance(score, float)
+                        and crc == _crc(key, score)
                     ):
                         found[key] = score
                     else:
@@ -277,8 +281,7 @@ class _ScoreFile:
     def store(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
         written = time.time_ns()
         rows = [
-            (key, score, _crc(key, score), written)
-            for key, score in zip(keys, scores, strict=True)
+            (key, score, _crc(key, score), written) for key, score in zip(keys, scores, strict=True)
         ]
         connection = self._connection
         with self._errors_named("could not be written"):
@@ -301,8 +304,7 @@ class _ScoreFile:
         excess = int(rows) - self._max_entries
         if excess > 0:
             connection.execute(
-                "DELETE FROM scores WHERE key IN "
-                "(SELECT key FROM scores ORDER BY written LIMIT ?)",
+                "DELETE FROM scores WHERE key IN (SELECT key FROM scores ORDER BY written LIMIT ?)",
                 (excess,),
             )
         self._rows = min(int(rows), self._max_entries)

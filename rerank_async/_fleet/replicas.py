@@ -173,9 +173,7 @@ class ReplicaSet:
             _Replica(
                 url,
                 sender,
-                AdaptiveLimit(
-                    max_concurrency, initial=None if adaptive else max_concurrency
-                ),
+                AdaptiveLimit(max_concurrency, initial=None if adaptive else max_concurrency),
             )
             for url, sender in replicas
         ]

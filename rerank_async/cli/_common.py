@@ -10,8 +10,7 @@ import argparse
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from .._client import RerankClient
-from .._client import ClientArguments
+from .._client import ClientArguments, RerankClient
 from .._constants import DEFAULT_MAX_RETRIES
 from ..providers import provider_names
 

@@ -101,7 +101,7 @@ async def test_a_garbage_file_is_a_clear_error_naming_it(
     path = tmp_path / "garbage.sqlite"
     path.write_bytes(b"not a database at all " * 500)
     async with client_for(server, ScoreCache(path=path)) as client:
-        with pytest.raises(ScoreCacheError, match="garbage.sqlite") as caught:
+        with pytest.raises(ScoreCacheError, match=r"garbage\.sqlite") as caught:
             await client.rerank(QUERY, documents(5))
     assert caught.value.path == path
     assert path.read_bytes().startswith(b"not a database")  # left as it was

@@ -41,9 +41,7 @@ class FakeReplica:
         return None
 
 
-def replica_set(
-    count: int, clock: Clock, **kwargs: object
-) -> tuple[ReplicaSet, list[FakeReplica]]:
+def replica_set(count: int, clock: Clock, **kwargs: object) -> tuple[ReplicaSet, list[FakeReplica]]:
     fakes = [FakeReplica() for _ in range(count)]
     replicas = ReplicaSet(
         [(f"http://r{i}", fake) for i, fake in enumerate(fakes)],
