@@ -44,6 +44,7 @@ from rich.text import Text
 
 from .._client import RerankClient
 from .._exceptions import APIStatusError
+from .._fleet import ScoreCache
 from .._many import RerankOutcome, RerankRequest
 from .._options import RetryPolicy
 from ._bulk_args import add_arguments, usage_problem
@@ -313,6 +314,7 @@ class _BulkRun:
                     meta=line_meta,
                     input_tokens=result.usage.input_tokens,
                     fingerprint=line_fingerprint,
+                    model=result.model,
                 )
             )
             summary.ok += 1
@@ -392,7 +394,11 @@ def run_bulk(args: argparse.Namespace) -> int:
             source, records = chunks, _jsonl_records(chunks, args.top_k)
             if args.input != "-" and never_blocks(stream):
                 counter = lambda: count_lines(args.input)  # noqa: E731
-        client = client_from_args(args, retry=RetryPolicy(initial_delay=args.retry_initial_delay))
+        client = client_from_args(
+            args,
+            retry=RetryPolicy(initial_delay=args.retry_initial_delay),
+            cache=None if args.cache is None else ScoreCache(path=args.cache),
+        )
         output: _Output
         if is_parquet(args.output):
             from ._bulk_parquet import ParquetOutput

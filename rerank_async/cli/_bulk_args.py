@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-k", "--top-k", type=int, help="top_k of lines that give none")
     parser.add_argument(
+        "--cache",
+        metavar="FILE",
+        help="keep scores in this SQLite file and reuse them across runs (docs/fleet.md)",
+    )
+    parser.add_argument(
         "--max-pending", type=int, help="requests held at once (default: 4 x --concurrency)"
     )
     parser.add_argument(
@@ -63,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_ray_options(parser)
     add_client_options(
-        parser, base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)"
+        parser,
+        base_url_help="endpoint root (default: $RERANK_ASYNC_BASE_URL, else the provider's)",
+        replicas=True,
     )
     add_verbose_option(parser)
 

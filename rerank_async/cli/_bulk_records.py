@@ -74,8 +74,11 @@ def success_record(
     meta: LineMeta | None,
     input_tokens: int | None,
     fingerprint: str | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The output record of a request that succeeded.
+
+    ``model`` names the model that scored it (a fallback's, when the line fell back).
 
     ``ranking`` lists input indices best first (ties: lower index first), cut to
     ``top_k``; when the documents were objects, ``documents`` lists their other fields
@@ -93,6 +96,8 @@ def success_record(
         record["documents"] = [{"index": i, "score": scores[i], **fields[i]} for i in ranking]
     if input_tokens is not None:
         record["input_tokens"] = input_tokens
+    if model is not None:
+        record["model"] = model
     return record
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "add_client_options",
     "add_server_options",
     "add_verbose_option",
+    "base_url_of",
     "client_arguments",
     "client_from_args",
     "one_line",
@@ -60,7 +61,11 @@ def add_verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_options(
-    parser: argparse.ArgumentParser, *, base_url_help: str, sizes: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    base_url_help: str,
+    sizes: bool = True,
+    replicas: bool = False,
 ) -> None:
     """The client's flags, one definition for every command.
 
@@ -71,9 +76,17 @@ def add_client_options(
         parser: The command's parser.
         base_url_help: What ``--base-url`` defaults to for this command.
         sizes: Add ``--batch-size`` and ``--concurrency`` (``bench`` sweeps its own).
+        replicas: ``--base-url`` may be repeated, once per replica of the model.
     """
     group = parser.add_argument_group("client")
-    group.add_argument("--base-url", help=base_url_help)
+    if replicas:
+        group.add_argument(
+            "--base-url",
+            action="append",
+            help=base_url_help + "; repeat it for replicas of one model",
+        )
+    else:
+        group.add_argument("--base-url", help=base_url_help)
     group.add_argument(
         "--provider",
         default="deepinfra",
@@ -117,7 +130,7 @@ def client_arguments(args: argparse.Namespace) -> ClientArguments:
         provider=args.provider,
         model=args.model,
         api_key=args.api_key,
-        base_url=args.base_url,
+        base_url=base_url_of(args),
         max_retries=args.max_retries,
         timeout=args.timeout,
         http_client=args.engine,
@@ -136,8 +149,16 @@ def client_from_args(
     arguments = client_arguments(args)
     arguments.update(overrides)
     if arguments.get("base_url") is None:
-        arguments["base_url"] = args.base_url
+        arguments["base_url"] = base_url_of(args)
     return RerankClient(**arguments)
+
+
+def base_url_of(args: argparse.Namespace) -> str | list[str] | None:
+    """``--base-url``: one root, or a list when repeated for replicas."""
+    base_url: str | list[str] | None = args.base_url
+    if isinstance(base_url, list) and len(base_url) == 1:
+        return base_url[0]
+    return base_url
 
 
 def add_server_options(parser: argparse.ArgumentParser, *, api_key_flag: str) -> None:

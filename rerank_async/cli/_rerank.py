@@ -31,7 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-k", "--top-k", type=int, help="show only the best K")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_client_options(parser, base_url_help=BASE_URL_HELP)
+    add_client_options(parser, base_url_help=BASE_URL_HELP, replicas=True)
     add_verbose_option(parser)
     parser.set_defaults(handler=run_rerank)
 

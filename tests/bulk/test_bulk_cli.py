@@ -112,6 +112,8 @@ def test_records_scores_ranking_and_carried_fields(
     assert by_index[2] == {"index": 2, "score": solar["scores"][2], "meta": {"n": 1}}
 
     assert all(record.pop("fingerprint").startswith("b2v1:") for record in records.values())
+    # Every scored line names the model that scored it (a fallback's, when it fell back).
+    assert len({record.pop("model") for record in records.values()}) == 1
     assert records[9] == {"id": 9, "scores": [], "ranking": []}
     figures = json.loads(summary.read_text(encoding="utf-8"))
     assert figures["requests_ok"] == 3

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +175,27 @@ def test_bad_arguments_are_named() -> None:
         ScoreCache(path=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cache"):
         RerankClient(base_url="http://127.0.0.1:9", cache="file.db")  # type: ignore[arg-type]
+
+
+def test_bulk_reuses_a_cache_file_across_runs(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_async.cli import main
+
+    lines = [{"id": i, "query": QUERY, "documents": documents(30, tag=f"{i}-")} for i in range(20)]
+    requests = tmp_path / "in.jsonl"
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    cache = tmp_path / "cache.sqlite"
+
+    def run(output: str) -> list[dict[str, Any]]:
+        argv = ["bulk", str(requests), "-o", str(tmp_path / output), "--cache", str(cache), "-q"]
+        assert main([*argv, "--base-url", server.base_url]) == 0
+        text = (tmp_path / output).read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines()]
+
+    cold = run("cold.jsonl")
+    server.reset_stats()
+    warm = run("warm.jsonl")
+    assert server.stats()["requests"] == 0
+    assert {r["id"]: r["scores"] for r in warm} == {r["id"]: r["scores"] for r in cold}
+    capsys.readouterr()

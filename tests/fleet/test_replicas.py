@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import pytest
@@ -105,3 +107,20 @@ async def test_three_replicas_of_capacity_8_give_more_than_twice_the_throughput(
         one = await rate([running[0].base_url])
         three = await rate([server.base_url for server in running])
     assert three >= 2.5 * one, (one, three)
+
+
+def test_bulk_takes_base_url_repeated_for_replicas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_async.cli import main
+
+    lines = [{"id": i, "query": QUERY, "documents": documents(64)} for i in range(40)]
+    requests = tmp_path / "in.jsonl"
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    with servers(2, ServerConfig(latency_ms=5)) as running:
+        argv = ["bulk", str(requests), "-o", str(tmp_path / "out.jsonl"), "-q"]
+        for server in running:
+            argv += ["--base-url", server.base_url]
+        assert main(argv) == 0
+        assert all(server.stats()["requests"] > 0 for server in running)
+    capsys.readouterr()
