@@ -8,7 +8,6 @@ each batch: flow control, the retry verdict, hedging), ``_many`` runs many calls
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -26,7 +25,7 @@ from ._config import (
     resolve_config,
 )
 from ._constants import DEFAULT_MAX_RETRIES
-from ._fleet import CachedScoring, FallbackChain, FleetTransport, ScoreCache, open_fleet
+from ._fleet import Fleet, ScoreCache
 from ._long_documents import LongDocuments
 from ._many import RequestLike, RerankOutcome
 from ._models import ClientStatistics, RequestRecord, RerankResult
@@ -64,9 +63,7 @@ class RerankClient:
             ``DEEPINFRA_TOKEN``, then ``DEEPINFRA_API_KEY``). Sent only as a header
             to the endpoint, redacted from every error and log record.
         base_url: Endpoint root; default ``$RERANK_ASYNC_BASE_URL``, then the
-            provider's. No query string, fragment or credentials. A sequence of
-            roots declares replicas of one model: each request goes to the least
-            busy healthy one, and failing ones are ejected for a while (docs/fleet.md).
+            provider's. No query string, fragment or credentials. A list: replicas.
         provider: A wire format's name (``"deepinfra"``) or a ``Provider``.
         batch_size: Most documents per request; ``None``: the provider's (DeepInfra 64).
         max_concurrency: Most requests in flight, across all calls; ``None``: the
@@ -91,10 +88,7 @@ class RerankClient:
             (docs/providers.md); a provider with none raises ``ValueError``.
         long_documents: Cut documents over a length, or score their overlapping
             windows and keep each one's best (``LongDocuments``); ``None``: as they are.
-        fallback: A client (or clients, tried in order) of another model or provider:
-            a call that fails for good here, or while every endpoint here is ejected,
-            is scored whole there; ``result.model`` names who scored it.
-        cache: A ``ScoreCache``: pairs scored before are not sent again.
+        fallback, cache: Client(s) to score a failed call whole; a ``ScoreCache`` (docs/fleet.md).
 
     Raises:
         ValueError, TypeError: An option is out of range or of the wrong type; the
@@ -123,9 +117,6 @@ class RerankClient:
         fallback: RerankClient | Sequence[RerankClient] | None = None,
         cache: ScoreCache | None = None,
     ) -> None:
-        fallbacks = _checked_fallbacks(fallback)
-        if cache is not None and not isinstance(cache, ScoreCache):
-            raise TypeError(f"cache must be a ScoreCache or None, not {type(cache).__name__}")
         config = resolve_config(
             model=model,
             api_key=api_key,
@@ -144,23 +135,15 @@ class RerankClient:
             instruction=instruction,
             long_documents=long_documents,
         )
-        self._provider = config.provider
         self._api_key = config.api_key
-        self._transport = open_fleet(config, watch_health=bool(fallbacks))
+        self._fleet = Fleet.open(config, fallbacks=_checked_fallbacks(fallback), cache=cache)
         # One limiter for every call of this client (see BatchRunner).
         self._runner = BatchRunner(
             config.options,
             provider=config.provider,
-            sender=self._transport.sender,
+            sender=self._fleet.transport.sender,
         )
-        self._scorer = CallScorer(
-            self._runner,
-            long_documents=config.long_documents,
-            cache=None
-            if cache is None
-            else CachedScoring(cache, provider=config.provider.name, model=config.options.model),
-            fallback=FallbackChain(fallbacks, primary_down=self._is_down) if fallbacks else None,
-        )
+        self._scorer = CallScorer(self._runner, config.long_documents, fleet=self._fleet)
         self._on_request: Callable[[RequestRecord], None] | None = None
         self._state = _State.UNOPENED
 
@@ -179,7 +162,7 @@ class RerankClient:
     @property
     def provider(self) -> Provider:
         """The wire format in use."""
-        return self._provider
+        return self._runner.provider
 
     @property
     def http_engine(self) -> str:
@@ -188,7 +171,7 @@ class RerankClient:
         ``"auto"`` until the first request, when the choice is made by the
         running async library (aiohttp on asyncio, httpx otherwise).
         """
-        return self._transport.engine_name
+        return self._fleet.transport.engine_name
 
     @property
     def batch_limit(self) -> int:
@@ -201,28 +184,8 @@ class RerankClient:
         return self._state is _State.CLOSED
 
     def statistics(self) -> ClientStatistics:
-        """A frozen snapshot of the state all calls share: slots, limits, budget, batches,
-        and each replica's state, the cache's hits and misses, the calls that fell back."""
-        statistics = self._runner.statistics()
-        transport = self._transport
-        cache = self._scorer.cache
-        fallback = self._scorer.fallback
-        if not isinstance(transport, FleetTransport) and cache is None and fallback is None:
-            return statistics
-        return dataclasses.replace(
-            statistics,
-            replicas=transport.replicas.statistics()
-            if isinstance(transport, FleetTransport)
-            else (),
-            cache_hits=0 if cache is None else cache.hits,
-            cache_misses=0 if cache is None else cache.misses,
-            fallbacks=0 if fallback is None else fallback.calls,
-        )
-
-    def _is_down(self) -> bool:
-        """Whether every endpoint of this client is ejected (a fallback skips it then)."""
-        transport = self._transport
-        return isinstance(transport, FleetTransport) and transport.replicas.all_ejected
+        """A frozen snapshot of what all calls share: slots, limits, replicas, cache hits."""
+        return self._fleet.statistics(self._runner.statistics())
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
         """Retry later batches with ``policy``: backoff, budget, and the sleep and jitter draw.
@@ -252,7 +215,7 @@ class RerankClient:
         if hook is not None and not callable(hook):
             raise TypeError(f"on_request must be callable or None, not {type(hook).__name__}")
         self._on_request = hook
-        self._runner.use_sender(self._transport.observed(hook))
+        self._runner.use_sender(self._fleet.transport.observed(hook))
 
     async def rerank(
         self,
@@ -360,7 +323,7 @@ class RerankClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        await self._transport.sender.aclose()
+        await self._fleet.transport.sender.aclose()
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:
@@ -379,10 +342,9 @@ class RerankClient:
     def __repr__(self) -> str:
         options = self._runner.options
         key = "'***'" if self._api_key else "None"
-        base_url = list(options.replicas) if options.replicas else options.base_url
         return (
-            f"RerankClient(model={options.model!r}, base_url={base_url!r}, "
-            f"provider={self._provider.name!r}, batch_size={options.batch_size}, "
+            f"RerankClient(model={options.model!r}, base_url={options.shown_base_url!r}, "
+            f"provider={self.provider.name!r}, batch_size={options.batch_size}, "
             f"max_concurrency={options.max_concurrency}, api_key={key})"
         )
 

@@ -111,6 +111,11 @@ class ClientOptions:
     limits: Limits
     retry: RetryPolicy
 
+    @property
+    def shown_base_url(self) -> str | list[str]:
+        """``base_url`` as the caller gave it: one root, or the replicas' list."""
+        return list(self.replicas) if self.replicas else self.base_url
+
     def load_settings(self) -> LoadSettings:
         """What the flow-control gate (``Admission``) enforces."""
         return LoadSettings(

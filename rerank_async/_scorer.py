@@ -21,7 +21,7 @@ from ._config import (
     resolve_instruction,
 )
 from ._encodable import check_encodable_in_slices
-from ._fleet import CachedScoring, FallbackChain
+from ._fleet import Fleet
 from ._long_documents import LongDocumentPolicy
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RerankResult, Usage
@@ -40,9 +40,9 @@ class CallScorer:
     Args:
         runner: The fan-out every call's batches go through.
         long_documents: How documents over a length are cut or windowed, or ``None``.
-        cache: The client's score cache: only the texts it lacks are sent.
-        fallback: Where a call that fails for good is re-run whole (per request in
-            ``rerank_many`` too).
+        fleet: The client's score cache (only the texts it lacks are sent) and its
+            fallbacks (where a call that fails for good is re-run whole, per request
+            in ``rerank_many`` too).
 
     Attributes:
         packed: ``rerank_many``'s packed requests, for wire formats with one query
@@ -52,15 +52,14 @@ class CallScorer:
     def __init__(
         self,
         runner: BatchRunner,
-        *,
         long_documents: LongDocumentPolicy | None = None,
-        cache: CachedScoring | None = None,
-        fallback: FallbackChain | None = None,
+        *,
+        fleet: Fleet | None = None,
     ) -> None:
         self._runner = runner
         self._long_documents = long_documents
-        self.cache = cache
-        self.fallback = fallback
+        self.cache = None if fleet is None else fleet.cache
+        self.fallback = None if fleet is None else fleet.fallback
         self.packed = PackedRequests(runner)
 
     async def rerank(

@@ -1,6 +1,6 @@
 """A fleet, not an endpoint: replicas of one model, fallbacks, and a score cache.
 
-One entry point, ``open_fleet`` (below), which the client calls once:
+One entry point, ``Fleet.open`` (below), which the client calls once:
 
     replicas.py   ReplicaSet: each request to the least busy healthy replica, each
                   replica its own adaptive limit, outlier ejection and probing
@@ -12,10 +12,10 @@ One entry point, ``open_fleet`` (below), which the client calls once:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._config import ResolvedConfig
-from .._models import RequestRecord
+from .._models import ClientStatistics, RequestRecord
 from .._transports import BatchSender, OpenTransport, open_transport
 from .cache import ScoreCache, ScoreCacheError
 from .cached import CachedScoring
@@ -27,6 +27,7 @@ __all__ = [
     "EjectionPolicy",
     "FallbackChain",
     "FallbackClient",
+    "Fleet",
     "FleetTransport",
     "ReplicaSet",
     "ScoreCache",
@@ -90,3 +91,71 @@ def open_fleet(config: ResolvedConfig, *, watch_health: bool) -> OpenTransport |
         adaptive=options.limits.adaptive_concurrency and bool(options.replicas),
     )
     return FleetTransport(opened, replicas)
+
+
+class Fleet:
+    """What a client has besides its runner: its transport (one engine or replicas),
+    its cache, its fallbacks; and their part of ``statistics()``.
+
+    Build it with ``Fleet.open``.
+    """
+
+    def __init__(
+        self,
+        transport: OpenTransport | FleetTransport,
+        *,
+        cache: CachedScoring | None,
+        fallback: FallbackChain | None,
+    ) -> None:
+        self.transport = transport
+        self.cache = cache
+        self.fallback = fallback
+
+    @classmethod
+    def open(
+        cls,
+        config: ResolvedConfig,
+        *,
+        fallbacks: Sequence[FallbackClient],
+        cache: ScoreCache | None,
+    ) -> Fleet:
+        """The client's fleet: a fallback needs to know when the primary is down, so a
+        client with one watches even a single endpoint's health.
+
+        Raises:
+            TypeError: ``cache`` is not a ``ScoreCache``.
+        """
+        if cache is not None and not isinstance(cache, ScoreCache):
+            raise TypeError(f"cache must be a ScoreCache or None, not {type(cache).__name__}")
+        transport = open_fleet(config, watch_health=bool(fallbacks))
+        scoring = (
+            None
+            if cache is None
+            else CachedScoring(cache, provider=config.provider.name, model=config.options.model)
+        )
+        fleet = cls(transport, cache=scoring, fallback=None)
+        if fallbacks:
+            fleet.fallback = FallbackChain(fallbacks, primary_down=fleet.is_down)
+        return fleet
+
+    def is_down(self) -> bool:
+        """Whether every endpoint of the client is ejected (a fallback skips it then)."""
+        transport = self.transport
+        return isinstance(transport, FleetTransport) and transport.replicas.all_ejected
+
+    def statistics(self, statistics: ClientStatistics) -> ClientStatistics:
+        """``statistics`` with the replicas' states, the cache's counts, the fallbacks."""
+        transport = self.transport
+        cache = self.cache
+        fallback = self.fallback
+        if not isinstance(transport, FleetTransport) and cache is None and fallback is None:
+            return statistics
+        return dataclasses.replace(
+            statistics,
+            replicas=transport.replicas.statistics()
+            if isinstance(transport, FleetTransport)
+            else (),
+            cache_hits=0 if cache is None else cache.hits,
+            cache_misses=0 if cache is None else cache.misses,
+            fallbacks=0 if fallback is None else fallback.calls,
+        )

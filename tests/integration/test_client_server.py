@@ -111,7 +111,7 @@ async def test_twenty_percent_faults_lose_nothing(engine: str) -> None:
         ) as client:
             result = await client.rerank(QUERY, documents)
             if engine == "httpx":
-                pool = client._transport.engine.http_client._transport._pool  # type: ignore[attr-defined]
+                pool = client._fleet.transport.engine.http_client._transport._pool  # type: ignore[attr-defined]
                 assert len(pool.connections) <= 16  # retries closed their failed responses
         stats = faulty.stats()
     assert result.scores == truth(documents)

@@ -182,7 +182,7 @@ async def test_works_without_async_with(mock_api: respx.MockRouter) -> None:
         assert await client.score("q", ["a"]) == [0.3]
     finally:
         await client.aclose()
-    assert client._transport.engine.http_client.is_closed  # type: ignore[attr-defined]
+    assert client._fleet.transport.engine.http_client.is_closed  # type: ignore[attr-defined]
 
 
 def test_repr_hides_the_key() -> None:

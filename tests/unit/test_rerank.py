@@ -283,7 +283,7 @@ async def test_concurrency_bound_holds_across_500_concurrent_calls(
 
 async def test_connection_pool_matches_concurrency() -> None:
     async with make_client(max_concurrency=7) as client:
-        pool = client._transport.engine.http_client._transport._pool  # type: ignore[attr-defined]
+        pool = client._fleet.transport.engine.http_client._transport._pool  # type: ignore[attr-defined]
         assert pool._max_connections == 7
 
 
