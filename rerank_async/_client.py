@@ -323,7 +323,7 @@ class RerankClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        await self._fleet.transport.sender.aclose()
+        await self._fleet.aclose()
 
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:

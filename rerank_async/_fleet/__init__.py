@@ -12,9 +12,11 @@ One entry point, ``Fleet.open`` (below), which the client calls once:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 
 from .._config import ResolvedConfig
+from .._constants import LOGGER_NAME
 from .._models import ClientStatistics, RequestRecord
 from .._transports import BatchSender, OpenTransport, open_transport
 from .cache import ScoreCache, ScoreCacheError
@@ -35,6 +37,8 @@ __all__ = [
     "is_down",
     "open_fleet",
 ]
+
+logger = logging.getLogger(LOGGER_NAME)
 
 
 class FleetTransport:
@@ -137,6 +141,20 @@ class Fleet:
         if fallbacks:
             fleet.fallback = FallbackChain(fallbacks, primary_down=fleet.is_down)
         return fleet
+
+    async def aclose(self) -> None:
+        """Close the connections, then write the cache's held-back scores to its file.
+
+        A cache file that cannot be written is logged, not raised: closing must not fail.
+        """
+        try:
+            await self.transport.sender.aclose()
+        finally:
+            if self.cache is not None:
+                try:
+                    self.cache.cache.flush()
+                except ScoreCacheError as error:
+                    logger.warning("%s", error)
 
     def is_down(self) -> bool:
         """Whether every endpoint of the client is ejected (a fallback skips it then)."""

@@ -8,6 +8,7 @@ call already has.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from .._exceptions import RerankError
 from .._models import Usage
@@ -52,30 +53,51 @@ class CachedScoring:
         """
         keys = CacheContext(self._provider, self._model, instruction, query).keys(documents)
         cached = self.cache.lookup(keys)
-        known = PartialScores.from_scores(cached)
-        missing = known.missing()
-        hits = len(documents) - len(missing)
+        hits = len(documents) - cached.count(None)
         self.hits += hits
-        self.misses += len(missing)
-        try:
-            scores, usage = await score_the_gaps(documents, known, score_missing)
-        except RerankError as error:
-            if error.partial is not None:
-                self._store_new(keys, missing, error.partial.scores)
-            raise
-        self._store_new(keys, missing, scores)
-        return scores, (usage or Usage()).model_copy(
-            update={"documents": len(documents), "cache_hits": hits, "cache_misses": len(missing)}
+        self.misses += len(documents) - hits
+        if hits == 0:
+            # A cold call, the common case of a first run: no merge to make.
+            scores, usage = await self._score_storing(keys, documents, score_missing)
+        elif hits == len(documents):
+            scores, usage = cached, Usage()  # type: ignore[assignment]  # no None left
+        else:
+            known = PartialScores.from_scores(cached)
+            missing = known.missing()
+            scores, sent = await score_the_gaps(
+                documents,
+                known,
+                partial(
+                    self._score_storing, [keys[index] for index in missing], score=score_missing
+                ),
+            )
+            usage = sent or Usage()
+        return scores, usage.model_copy(
+            update={
+                "documents": len(documents),
+                "cache_hits": hits,
+                "cache_misses": len(documents) - hits,
+            }
         )
 
-    def _store_new(
-        self, keys: list[bytes], missing: list[int], scores: tuple[float | None, ...] | list[float]
-    ) -> None:
-        new_keys = []
-        new_scores = []
-        for index in missing:
-            score = scores[index]
-            if score is not None:
-                new_keys.append(keys[index])
-                new_scores.append(score)
-        self.cache.store(new_keys, new_scores)
+    async def _score_storing(
+        self,
+        keys: list[bytes],
+        documents: list[str],
+        score: Callable[[list[str]], Awaitable[tuple[list[float], Usage]]],
+    ) -> tuple[list[float], Usage]:
+        """``score(documents)``, each score stored under its key; on a failure, those
+        its ``partial`` kept."""
+        try:
+            scores, usage = await score(documents)
+        except RerankError as error:
+            if error.partial is not None:
+                kept = [
+                    (key, value)
+                    for key, value in zip(keys, error.partial.scores, strict=True)
+                    if value is not None
+                ]
+                self.cache.store([key for key, _ in kept], [value for _, value in kept])
+            raise
+        self.cache.store(keys, scores)
+        return scores, usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -17,6 +18,12 @@ from rerank_async.server import RunningServer, ServerConfig, running_server
 pytestmark = pytest.mark.integration
 
 QUERY = "what do cats eat"
+
+
+def sql(path: Path, statement: str) -> list[tuple[Any, ...]]:
+    """One statement on the file, committed, the connection closed."""
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        return connection.execute(statement).fetchall()
 
 
 def documents(n: int, tag: str = "") -> list[str]:
@@ -111,8 +118,7 @@ async def test_a_garbage_file_is_a_clear_error_naming_it(
 
 async def test_a_foreign_database_is_refused(server: RunningServer, tmp_path: Path) -> None:
     path = tmp_path / "theirs.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE people (name TEXT)")
+    sql(path, "CREATE TABLE people (name TEXT)")
     async with client_for(server, ScoreCache(path=path)) as client:
         with pytest.raises(ScoreCacheError, match="not a rerank_async score cache"):
             await client.rerank(QUERY, documents(5))
@@ -122,8 +128,7 @@ async def test_a_damaged_row_is_scored_again(server: RunningServer, tmp_path: Pa
     path = tmp_path / "scores.sqlite"
     async with client_for(server, ScoreCache(path=path)) as client:
         first = await client.rerank(QUERY, documents(20))
-    with sqlite3.connect(path) as connection:
-        connection.execute("UPDATE scores SET score = score + 1.0")
+    sql(path, "UPDATE scores SET score = score + 1.0")
     async with client_for(server, ScoreCache(path=path)) as client:
         again = await client.rerank(QUERY, documents(20))
     assert again.scores == first.scores
@@ -162,10 +167,22 @@ def test_a_file_is_trimmed_to_max_entries(tmp_path: Path) -> None:
     cache = ScoreCache(path=tmp_path / "small.sqlite", max_entries=10)
     for start in range(0, 50, 5):
         cache.store([bytes([i]) for i in range(start, start + 5)], [float(i) for i in range(5)])
+        cache.flush()  # one write each, as if a second passed between them
     found = cache.lookup([bytes([i]) for i in range(50)])
     cache.close()
     assert sum(score is not None for score in found) <= 11
     assert found[-1] is not None
+
+
+async def test_scores_reach_the_file_when_the_client_closes(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "scores.sqlite"
+    cache = ScoreCache(path=path)
+    async with client_for(server, cache) as client:
+        await client.rerank(QUERY, documents(10))
+        before = sql(path, "SELECT count(*) FROM scores")
+    assert (before, sql(path, "SELECT count(*) FROM scores")) == ([(0,)], [(10,)])
 
 
 def test_bad_arguments_are_named() -> None:
