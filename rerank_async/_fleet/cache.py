@@ -25,9 +25,9 @@ import struct
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 from .._checks import check_int
 from .._constants import LOGGER_NAME
@@ -71,27 +71,38 @@ class ScoreCacheError(Exception):
 
 
 class CacheContext:
-    """What every key of one call shares: provider, model, instruction, query, hashed once.
+    """What every key of one call shares: provider, model, instruction and query.
 
-    A document's key is this hash continued by the document (``hashlib``'s ``copy``),
-    so a call's prefix is hashed once however many documents it has.
+    In memory a key is ``(context, document)`` itself: exact, and about 0.1 us a
+    document where hashing costs 0.3-0.5 (the target is 5% of the client's CPU per
+    document, about 9 us; benchmarks/bench_fleet.py). In a file it is a digest, so
+    that the file holds no plaintext: the context's hash continued by the document
+    (``hashlib``'s ``copy``), the context hashed once however many documents there are.
     """
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("_head", "_prefix")
 
     def __init__(self, provider: str, model: str, instruction: str | None, query: str) -> None:
-        # JSON with explicit lengths: no two different tuples encode alike.
-        head = json.dumps([provider, model, instruction, query], ensure_ascii=False)
-        prefix = hashlib.blake2b(digest_size=16, person=b"rerank-async")
-        prefix.update(head.encode("utf-8", "surrogatepass"))
-        self._prefix = prefix
+        self._head = (provider, model, instruction, query)
+        self._prefix: hashlib.blake2b | None = None
+
+    def pairs(self, documents: Iterable[str]) -> list[Hashable]:
+        """The in-memory key of each document, in order."""
+        head = self._head
+        return [(head, document) for document in documents]
 
     def keys(self, documents: Iterable[str]) -> list[bytes]:
-        """One 16-byte key per document, in order."""
-        # The cache's main cost on a cold run (about 0.3 us a document, measured in
-        # benchmarks/bench_fleet.py): a copy of the hashed prefix beats hashing the
-        # prefix again, and a keyed BLAKE2b (0.65 us) and SHA-1 on the concatenation.
-        copy = self._prefix.copy
+        """One 16-byte digest per document, in order: the file's keys."""
+        prefix = self._prefix
+        if prefix is None:
+            # JSON with explicit lengths: no two different tuples encode alike.
+            text = json.dumps(self._head, ensure_ascii=False)
+            prefix = hashlib.blake2b(digest_size=16, person=b"rerank-async")
+            prefix.update(text.encode("utf-8", "surrogatepass"))
+            self._prefix = prefix
+        # A copy of the hashed prefix beats hashing it again, a keyed BLAKE2b (0.65 us
+        # a document against 0.3) and SHA-1 on the concatenation (measured).
+        copy = prefix.copy
         keys: list[bytes] = []
         append = keys.append
         for document in documents:
@@ -128,7 +139,7 @@ class ScoreCache:
         check_int("max_entries", max_entries, minimum=1)
         self._path = None if path is None else Path(path)
         self._max_entries = max_entries
-        self._memory: OrderedDict[bytes, float] = OrderedDict()
+        self._memory: OrderedDict[Hashable, float] = OrderedDict()
         self._db: _ScoreFile | None = None
 
     @property
@@ -144,7 +155,11 @@ class ScoreCache:
     def __repr__(self) -> str:
         return f"ScoreCache(path={self._path!r}, max_entries={self._max_entries})"
 
-    def lookup(self, keys: Sequence[bytes]) -> list[float | None]:
+    def keys(self, context: CacheContext, documents: Iterable[str]) -> Sequence[Hashable]:
+        """The key of each document under ``context``, for ``lookup`` and ``store``."""
+        return context.pairs(documents) if self._path is None else context.keys(documents)
+
+    def lookup(self, keys: Sequence[Hashable]) -> list[float | None]:
         """The stored score of each key, ``None`` where there is none.
 
         Raises:
@@ -157,9 +172,9 @@ class ScoreCache:
                 if score is not None:
                     memory.move_to_end(key)
             return found
-        return self._file().lookup(keys)
+        return self._file().lookup(cast("Sequence[bytes]", keys))
 
-    def store(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
+    def store(self, keys: Sequence[Hashable], scores: Sequence[float]) -> None:
         """Keep ``scores[i]`` under ``keys[i]``; the oldest go once over ``max_entries``.
 
         Raises:
@@ -175,7 +190,7 @@ class ScoreCache:
             while len(memory) > self._max_entries:
                 memory.popitem(last=False)
             return
-        self._file().store(keys, scores)
+        self._file().store(cast("Sequence[bytes]", keys), scores)
 
     def flush(self) -> None:
         """Write the scores a file cache holds back to the file (``RerankClient.aclose``

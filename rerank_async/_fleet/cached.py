@@ -7,7 +7,7 @@ call already has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
 
 from .._exceptions import RerankError
@@ -51,8 +51,9 @@ class CachedScoring:
             RerankError: ``score_missing`` failed; ``partial`` covers every document.
             ScoreCacheError: The cache file is not ours, or is damaged.
         """
-        keys = CacheContext(self._provider, self._model, instruction, query).keys(documents)
-        cached = self.cache.lookup(keys)
+        cache = self.cache
+        keys = cache.keys(CacheContext(self._provider, self._model, instruction, query), documents)
+        cached = cache.lookup(keys)
         hits = len(documents) - cached.count(None)
         self.hits += hits
         self.misses += len(documents) - hits
@@ -82,7 +83,7 @@ class CachedScoring:
 
     async def _score_storing(
         self,
-        keys: list[bytes],
+        keys: Sequence[Hashable],
         documents: list[str],
         score: Callable[[list[str]], Awaitable[tuple[list[float], Usage]]],
     ) -> tuple[list[float], Usage]:
