@@ -303,6 +303,12 @@ class ReplicaSet:
             freed.set()
 
     async def aclose(self) -> None:
-        """Close every replica's engine."""
+        """Close every replica's engine, all of them even when one fails to."""
+        failure: BaseException | None = None
         for replica in self._replicas:
-            await replica.engine.aclose()
+            try:
+                await replica.engine.aclose()
+            except Exception as error:  # the first is raised once all are closed
+                failure = failure or error
+        if failure is not None:
+            raise failure

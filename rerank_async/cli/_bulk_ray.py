@@ -117,6 +117,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--retry-failed does not apply with --ray (no resume across runs)"
     if args.strict_resume:
         return "--strict-resume does not apply with --ray (no resume across runs)"
+    if args.cache is not None:
+        return "--cache does not apply with --ray (actors on other machines share no file)"
     special = special_file_problem(args.output)
     if special is not None:
         return special
