@@ -8,14 +8,15 @@ models are not comparable. Only scores a server returned are stored.
 Without ``path`` the entries live in an in-memory LRU. With ``path`` they live in
 a SQLite file in WAL mode (stdlib ``sqlite3``: readers never block the writer, and
 several processes may share one file, each write one short transaction; scores are
-written in batches, at the latest a second after they were stored, and when the client
-closes). Each
+written in batches: when no call is using the cache any more, at the latest a second
+after they were stored, and when the client closes). Each
 row carries a CRC of its key and score, so a damaged row is dropped and scored
 again, never served (SQLite has no page checksums of its own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ import struct
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, cast
 
@@ -141,6 +142,7 @@ class ScoreCache:
         self._max_entries = max_entries
         self._memory: OrderedDict[Hashable, float] = OrderedDict()
         self._db: _ScoreFile | None = None
+        self._users = 0
 
     @property
     def path(self) -> Path | None:
@@ -191,6 +193,23 @@ class ScoreCache:
                 memory.popitem(last=False)
             return
         self._file().store(cast("Sequence[bytes]", keys), scores)
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held by each call while it looks up and stores: when the last one in flight
+        ends, the file is written, so that the next client (or process) finds what a
+        lone call stored; calls that overlap, as in bulk work, write in batches.
+
+        Raises:
+            ScoreCacheError: The file could not be written.
+        """
+        self._users += 1
+        try:
+            yield
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._db is not None:
+                self._db.flush()
 
     def flush(self) -> None:
         """Write the scores a file cache holds back to the file (``RerankClient.aclose``

@@ -51,6 +51,16 @@ class CachedScoring:
             RerankError: ``score_missing`` failed; ``partial`` covers every document.
             ScoreCacheError: The cache file is not ours, or is damaged.
         """
+        with self.cache.in_use():
+            return await self._score(query, documents, instruction, score_missing)
+
+    async def _score(
+        self,
+        query: str,
+        documents: list[str],
+        instruction: str | None,
+        score_missing: Callable[[list[str]], Awaitable[tuple[list[float], Usage]]],
+    ) -> tuple[list[float], Usage]:
         cache = self.cache
         keys = cache.keys(CacheContext(self._provider, self._model, instruction, query), documents)
         cached = cache.lookup(keys)

@@ -174,15 +174,30 @@ def test_a_file_is_trimmed_to_max_entries(tmp_path: Path) -> None:
     assert found[-1] is not None
 
 
-async def test_scores_reach_the_file_when_the_client_closes(
+async def test_a_finished_call_is_in_the_file_for_another_client(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "scores.sqlite"
+    async with client_for(server, ScoreCache(path=path)) as first:
+        scores = (await first.rerank(QUERY, documents(10))).scores
+        assert sql(path, "SELECT count(*) FROM scores") == [(10,)]
+        async with client_for(server, ScoreCache(path=path)) as second:
+            again = await second.rerank(QUERY, documents(10))
+    assert again.scores == scores
+    assert again.usage.requests == 0
+
+
+async def test_overlapping_calls_write_in_batches_and_on_close(
     server: RunningServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "scores.sqlite"
     cache = ScoreCache(path=path)
+    requests = [(f"{QUERY} {i}", documents(10)) for i in range(20)]
     async with client_for(server, cache) as client:
-        await client.rerank(QUERY, documents(10))
-        before = sql(path, "SELECT count(*) FROM scores")
-    assert (before, sql(path, "SELECT count(*) FROM scores")) == ([(0,)], [(10,)])
+        async with client.rerank_many(requests) as outcomes:
+            async for outcome in outcomes:
+                assert outcome.error is None
+    assert sql(path, "SELECT count(*) FROM scores") == [(200,)]
 
 
 def test_bad_arguments_are_named() -> None:
