@@ -14,6 +14,7 @@ from rerank_async import (
     LongDocuments,
     PartialScores,
     RankedDocument,
+    ReplicaStatistics,
     RerankClient,
     RerankError,
     RerankRequest,
@@ -22,6 +23,7 @@ from rerank_async import (
     ResponseTooLargeError,
     RetryBudgetExhaustedError,
     RetryPolicy,
+    ScoreCache,
     Usage,
 )
 
@@ -127,3 +129,20 @@ async def instructions_and_long_documents(documents: list[str]) -> list[float]:
             async for outcome in outcomes:
                 del outcome
         return await client.score("q", documents, instruction="x")
+
+
+async def a_fleet(documents: list[str]) -> tuple[str, str | None, int]:
+    backup = RerankClient(provider="tei", base_url="http://127.0.0.1:8080")
+    async with (
+        backup,
+        RerankClient(
+            base_url=["http://10.0.0.1:8080", "http://10.0.0.2:8080"],
+            fallback=[backup],
+            cache=ScoreCache(path="scores.sqlite", max_entries=10_000),
+        ) as client,
+    ):
+        result = await client.rerank("q", documents)
+        replicas: tuple[ReplicaStatistics, ...] = client.statistics().replicas
+        states = [replica.state for replica in replicas]
+        del states
+        return result.model, result.provider, result.usage.cache_hits
