@@ -15,6 +15,8 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 
+import anyio
+
 from .._config import ResolvedConfig
 from .._constants import LOGGER_NAME
 from .._models import ClientStatistics, RequestRecord
@@ -139,7 +141,9 @@ class Fleet:
         )
         fleet = cls(transport, cache=scoring, fallback=None)
         if fallbacks:
-            fleet.fallback = FallbackChain(fallbacks, primary_down=fleet.is_down)
+            fleet.fallback = FallbackChain(
+                fallbacks, primary_down=fleet.is_down, wait_primary_down=fleet.wait_until_down
+            )
         return fleet
 
     async def aclose(self) -> None:
@@ -155,6 +159,14 @@ class Fleet:
                     self.cache.cache.flush()
                 except ScoreCacheError as error:
                     logger.warning("%s", error)
+
+    async def wait_until_down(self) -> None:
+        """Return once every endpoint is ejected; never for a single unwatched endpoint."""
+        transport = self.transport
+        if isinstance(transport, FleetTransport):
+            await transport.replicas.wait_until_down()
+        else:
+            await anyio.sleep_forever()
 
     def is_down(self) -> bool:
         """Whether every endpoint of the client is ejected (a fallback skips it then)."""

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+import anyio
+
 from .._config import NOT_GIVEN, NotGiven
 from .._constants import LOGGER_NAME
 from .._exceptions import DeadlineExceededError, RerankError
@@ -53,11 +55,20 @@ class FallbackChain:
     Args:
         clients: The fallbacks, in the order to try them.
         primary_down: Whether the primary is known to be down now.
+        wait_primary_down: Returns once the primary is down: a call under way on it
+            is then stopped and handed over, rather than left to its retries.
     """
 
-    def __init__(self, clients: Sequence[FallbackClient], *, primary_down: Callable[[], bool]):
+    def __init__(
+        self,
+        clients: Sequence[FallbackClient],
+        *,
+        primary_down: Callable[[], bool],
+        wait_primary_down: Callable[[], Awaitable[None]],
+    ) -> None:
         self._clients = tuple(clients)
         self._primary_down = primary_down
+        self._wait_primary_down = wait_primary_down
         self.calls = 0
 
     @property
@@ -85,18 +96,27 @@ class FallbackChain:
                 down is tried last), each fallback's failure a note on it.
         """
         errors: list[RerankError] = []
-        skipped = self._primary_down()
-        if not skipped:
-            try:
-                return await primary()
-            except DeadlineExceededError:
-                raise
-            except RerankError as error:
-                errors.append(error)
+        # Known to be down, or went down during the call: it is tried again last.
+        down = self._primary_down()
+        if not down:
+            outcome = await self._primary_while_up(primary)
+            if isinstance(outcome, RerankResult):
+                return outcome
+            if isinstance(outcome, DeadlineExceededError):
+                raise outcome
+            if outcome is None:
+                down = True
+            else:
+                errors.append(outcome)
         self.calls += 1
-        reason = f"failed ({type(errors[0]).__name__})" if errors else "is down"
+        if errors:
+            logger.warning(
+                "primary failed (%s); scoring the whole call with a fallback",
+                type(errors[0]).__name__,
+            )
+        else:  # every call while it is down: not worth a warning each
+            logger.info("primary is down; scoring the whole call with a fallback")
         for client in self._in_turn():
-            logger.warning("primary %s; scoring the whole call with model %s", reason, client.model)
             try:
                 return await client.rerank(
                     query, documents, top_k=top_k, total_timeout=total_timeout,
@@ -104,13 +124,34 @@ class FallbackChain:
                 )  # fmt: skip
             except RerankError as error:
                 errors.append(error)
-        if skipped:
-            # Everyone failed and the primary was skipped: its turn comes last.
+        if down:
+            # Everyone failed and the primary was down: its turn comes last.
             try:
                 return await primary()
             except RerankError as error:
                 errors.insert(0, error)
         raise _the_error(errors)
+
+    async def _primary_while_up(
+        self, primary: Callable[[], Awaitable[RerankResult]]
+    ) -> RerankResult | RerankError | None:
+        """The primary's result or error; ``None`` when it went down first (the call is
+        cancelled: its retries would only wait for a cool-down)."""
+        outcome: RerankResult | Exception | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._cancel_when_down, group.cancel_scope)
+            try:
+                outcome = await primary()
+            except Exception as error:  # raised below, outside the group (no ExceptionGroup)
+                outcome = error
+            group.cancel_scope.cancel()
+        if isinstance(outcome, Exception) and not isinstance(outcome, RerankError):
+            raise outcome
+        return outcome
+
+    async def _cancel_when_down(self, scope: anyio.CancelScope) -> None:
+        await self._wait_primary_down()
+        scope.cancel()
 
     def _in_turn(self) -> list[FallbackClient]:
         """The fallbacks not known to be down first, then those that are."""

@@ -125,8 +125,10 @@ class _Replica:
                 self.ejections_in_a_row = 0
             return
         self.failures += 1
-        self.streak += 1
         self.last_failure = now
+        if self.ejected_until is not None and now < self.ejected_until:
+            return  # sent before the ejection: its cool-down is already running
+        self.streak += 1
         probing = self.ejected_until is not None
         if probing or self.streak >= policy.consecutive_failures:
             self.ejections += 1
@@ -182,6 +184,7 @@ class ReplicaSet:
         self._policy = policy or EjectionPolicy()
         self._turn = 0
         self._freed: anyio.Event | None = None
+        self._went_down: anyio.Event | None = None
 
     @property
     def engines(self) -> list[BatchSender]:
@@ -198,6 +201,13 @@ class ReplicaSet:
         """Whether every replica is in its cool-down: the model is known to be down."""
         now = self._clock()
         return all(replica.state(now) == EJECTED for replica in self._replicas)
+
+    async def wait_until_down(self) -> None:
+        """Return once every replica is ejected (at once if they are now)."""
+        while not self.all_ejected:
+            if self._went_down is None:
+                self._went_down = anyio.Event()
+            await self._went_down.wait()
 
     def statistics(self) -> tuple[ReplicaStatistics, ...]:
         """Each replica's state and counts, in the caller's order."""
@@ -244,6 +254,10 @@ class ReplicaSet:
         else:
             replica.limit.on_neutral(ticket)
         replica.outcome(error, self._clock(), self._policy)
+        went_down = self._went_down
+        if went_down is not None and error is not None and self.all_ejected:
+            self._went_down = None
+            went_down.set()
 
     async def _choose(self) -> _Replica:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -121,3 +122,27 @@ async def test_when_every_client_fails_the_primary_error_is_raised(backup: Runni
 def test_fallback_must_be_clients() -> None:
     with pytest.raises(TypeError, match=r"fallback\[0\]"):
         RerankClient(base_url="http://127.0.0.1:9", fallback=["x"])  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+async def test_an_outage_hands_calls_under_way_to_the_fallback_at_once(
+    backup: RunningServer,
+) -> None:
+    requests = [RerankRequest(QUERY, documents(20, tag=f"{i}-")) for i in range(200)]
+    outage = ServerConfig(outage_start_s=0, outage_duration_s=1000)
+    with running_server(outage) as primary_server:
+        async with (
+            RerankClient(base_url=backup.base_url, model="acme/backup") as fallback,
+            RerankClient(
+                base_url=primary_server.base_url, model="acme/primary", fallback=fallback
+            ) as client,
+        ):
+            started = time.monotonic()
+            async with client.rerank_many(requests) as outcomes:
+                results = [outcome async for outcome in outcomes]
+            elapsed = time.monotonic() - started
+            (replica,) = client.statistics().replicas
+    assert all(outcome.error is None for outcome in results)
+    # Calls under way when it went down were stopped, not left to their backoff.
+    assert elapsed < 5.0
+    assert replica.ejections == 1

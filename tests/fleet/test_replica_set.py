@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 
@@ -149,3 +151,45 @@ async def test_a_full_replica_set_waits_for_a_free_slot() -> None:
         assert replicas.statistics()[0].in_flight == 8
         fakes[0].gate.set()
     assert fakes[0].sent == 9
+
+
+async def test_failures_sent_before_an_ejection_do_not_extend_it() -> None:
+    clock = Clock()
+    replicas, fakes = replica_set(1, clock, policy=EjectionPolicy(consecutive_failures=2))
+    fakes[0].error = refused()
+    gate = fakes[0].gate = anyio.Event()
+    async with anyio.create_task_group() as group:
+        for _ in range(6):  # all sent before any fails
+            group.start_soon(_send_ignoring_failure, replicas)
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+    statistics = replicas.statistics()[0]
+    assert (statistics.failures, statistics.ejections) == (6, 1)
+    clock.now += EjectionPolicy().base_ejection_s
+    assert replicas.statistics()[0].state == "probing"
+
+
+async def test_waiting_for_down_returns_when_the_last_replica_is_ejected() -> None:
+    clock = Clock()
+    replicas, fakes = replica_set(2, clock, policy=EjectionPolicy(consecutive_failures=1))
+    for fake in fakes:
+        fake.error = refused()
+    down = False
+
+    async def wait() -> None:
+        nonlocal down
+        await replicas.wait_until_down()
+        down = True
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        await _send_ignoring_failure(replicas)
+        await anyio.wait_all_tasks_blocked()
+        assert not down
+        await _send_ignoring_failure(replicas)
+    assert down
+
+
+async def _send_ignoring_failure(replicas: ReplicaSet) -> None:
+    with contextlib.suppress(APIConnectionError):
+        await replicas.send(BATCH)
