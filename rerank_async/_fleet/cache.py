@@ -51,6 +51,8 @@ _TRIM_SLACK: Final = 0.1
 _FLUSH_ROWS: Final = 4096
 _FLUSH_S: Final = 1.0
 _SCORE: Final = struct.Struct("<d")
+# Connections a forked child inherited: held, never used nor closed (see ScoreCache._file).
+_FORKED_AWAY: Final[list[_ScoreFile]] = []
 _SCHEMA: Final = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE scores (key BLOB PRIMARY KEY, score REAL NOT NULL,"
@@ -228,6 +230,12 @@ class ScoreCache:
             db.close()
 
     def _file(self) -> _ScoreFile:
+        if self._db is not None and self._db.pid != os.getpid():
+            # Forked: SQLite forbids using a connection across fork(), and closing it in
+            # the child may checkpoint the parent's WAL; it is kept open, never used,
+            # and the child opens its own.
+            _FORKED_AWAY.append(self._db)
+            self._db = None
         if self._db is None:
             assert self._path is not None
             self._db = _ScoreFile(self._path, max_entries=self._max_entries)
@@ -240,6 +248,7 @@ class _ScoreFile:
     def __init__(self, path: Path, *, max_entries: int) -> None:
         self._path = path
         self._max_entries = max_entries
+        self.pid = os.getpid()
         # Scores stored but not yet written: read by lookups, written by flush.
         self._pending: dict[bytes, float] = {}
         self._flushed = time.monotonic()

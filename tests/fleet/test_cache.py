@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +232,16 @@ def test_bulk_reuses_a_cache_file_across_runs(
     assert server.stats()["requests"] == 0
     assert {r["id"]: r["scores"] for r in warm} == {r["id"]: r["scores"] for r in cold}
     capsys.readouterr()
+
+
+def test_after_a_fork_the_file_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ScoreCache(path=tmp_path / "scores.sqlite")
+    cache.store([b"k" * 16], [0.25])
+    cache.flush()
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # as seen from a child
+    cache.store([b"c" * 16], [0.75])
+    assert cache.lookup([b"k" * 16, b"c" * 16]) == [0.25, 0.75]
+    cache.close()
