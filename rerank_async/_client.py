@@ -18,7 +18,7 @@ from typing import Literal, Self
 import httpx
 
 from ._call import CallState
-from ._checks import check_int
+from ._checks import check_encodable_in_slices, check_int
 from ._config import (
     NOT_GIVEN,
     ClientOptions,
@@ -35,7 +35,6 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
-from ._encodable import check_encodable_in_slices
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._pair_pool import PairPool

@@ -18,6 +18,7 @@ import httpx
 
 from ._checks import (
     check_base_url,
+    check_encodable,
     check_int,
     check_seconds,
     checked_documents,
@@ -31,7 +32,6 @@ from ._constants import (
     ENV_BASE_URL,
     ENV_MODEL,
 )
-from ._encodable import check_encodable
 from ._flow import LoadSettings
 from ._retry import RetryPolicy
 from ._secrets import check_api_key

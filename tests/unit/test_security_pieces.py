@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async._checks import check_base_url
-from rerank_async._encodable import check_encodable, check_encodable_in_slices
+from rerank_async._checks import check_base_url, check_encodable, check_encodable_in_slices
 from rerank_async._partial import PartialScores, missing_ranges
 from rerank_async._secrets import Redactor, check_api_key
 from rerank_async._transports.body import (
