@@ -8,7 +8,6 @@ many requests.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -35,6 +34,7 @@ from ._constants import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
 )
+from ._lifecycle import Lifecycle
 from ._many import RequestLike, RerankOutcome, rerank_each
 from ._models import RequestRecord, RerankResult, Usage
 from ._pair_pool import PairPool
@@ -48,12 +48,6 @@ from ._transports import open_transport
 from .providers import Provider
 
 __all__ = ["NOT_GIVEN", "ClientOptions", "HttpEngine", "NotGiven", "RerankClient"]
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 class RerankClient:
@@ -196,7 +190,11 @@ class RerankClient:
             provider=config.provider,
             sender=self._transport.sender,
         )
-        self._state = _State.UNOPENED
+        # Open or closed, the process it belongs to, the calls that close() must end.
+        self._lifecycle = Lifecycle(
+            owner=type(self).__name__,
+            describe=f"POST {config.options.url}, model {config.options.model}",
+        )
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -232,7 +230,7 @@ class RerankClient:
     @property
     def is_closed(self) -> bool:
         """Whether ``aclose()`` has been called."""
-        return self._state is _State.CLOSED
+        return self._lifecycle.is_closed
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of the state all calls share: slots, limits, budget, batches."""
@@ -284,7 +282,9 @@ class RerankClient:
                 still finish, and ``error.partial`` holds every score obtained
                 (``None`` elsewhere) and the failed ranges; an error that would
                 fail every batch (401, 403, 404) cancels them instead.
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed, or was closed while the
+                call ran or waited (``aclose()``), or is used in a forked process
+                after sending from its parent.
         """
         return await self._traced_rerank(
             query, documents, top_k=top_k, total_timeout=total_timeout, resume=resume
@@ -311,8 +311,9 @@ class RerankClient:
             documents=documents,
             top_k=top_k,
         ) as span:
-            return span.finished(
-                await self._rerank(
+            # --- lifecycle: aclose() ends the call with ClientClosedError (see _lifecycle)
+            async with self._lifecycle.call():
+                result = await self._rerank(
                     query,
                     documents,
                     top_k=top_k,
@@ -321,7 +322,7 @@ class RerankClient:
                     spread=spread,
                     pool=pool,
                 )
-            )
+            return span.finished(result)
         # --- end of the OpenTelemetry hook
 
     async def _rerank(
@@ -336,7 +337,6 @@ class RerankClient:
         pool: PairPool | None,
     ) -> RerankResult:
         """``rerank`` without its span: one pass of the runner, or of the pair pool."""
-        self._ensure_open()
         options = self._runner.options
         request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
         checked = request.documents
@@ -452,7 +452,8 @@ class RerankClient:
 
         Raises:
             ValueError: ``max_pending`` < 1.
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed; or, from the block, it was
+                closed while the block ran (the outcomes still running end with it).
         """
         self._ensure_open()
         if max_pending is None:
@@ -461,37 +462,38 @@ class RerankClient:
         options = self._runner.options
         if options.split and self._provider.packs_pairs(options.model):
             # One query per document on the wire: the requests share full batches.
-            return rerank_each(
-                self._traced_rerank,
+            return self._lifecycle.guarded(
+                rerank_each(
+                    self._traced_rerank,
+                    requests,
+                    max_pending=max_pending,
+                    fail_fast=fail_fast,
+                    total_timeout=total_timeout,
+                    pool=self._runner.packed.open_pool(),
+                )
+            )
+        # Bulk work is planned for throughput: no call is spread over idle slots.
+        return self._lifecycle.guarded(
+            rerank_each(
+                partial(self._traced_rerank, spread=False),
                 requests,
                 max_pending=max_pending,
                 fail_fast=fail_fast,
                 total_timeout=total_timeout,
-                pool=self._runner.packed.open_pool(),
             )
-        # Bulk work is planned for throughput: no call is spread over idle slots.
-        return rerank_each(
-            partial(self._traced_rerank, spread=False),
-            requests,
-            max_pending=max_pending,
-            fail_fast=fail_fast,
-            total_timeout=total_timeout,
         )
 
     async def aclose(self) -> None:
         """Close the connections this client opened (never a caller's ``http_client``).
 
-        Safe to call twice.
+        Every call still running or waiting on the client ends with
+        ``ClientClosedError`` within about a second; nothing is retried, hedged or
+        reopened afterwards. Safe to call twice.
         """
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.CLOSED
-        await self._transport.sender.aclose()
+        await self._lifecycle.close(self._transport.sender.aclose)
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("cannot reopen a closed RerankClient; create a new one")
-        self._state = _State.OPENED
+        self._lifecycle.open()
         return self
 
     async def __aexit__(
@@ -512,5 +514,4 @@ class RerankClient:
         )
 
     def _ensure_open(self) -> None:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("RerankClient is closed; create a new client")
+        self._lifecycle.check()

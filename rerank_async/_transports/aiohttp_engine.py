@@ -78,14 +78,16 @@ class AiohttpTransport(Transport):
             auto_decompress=False,
         )
 
-    def _live_session(self) -> aiohttp.ClientSession:
+    def _live_session(self, batch: BatchRequest) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
+            if self.closed:  # never a new session after close: it would outlive the client
+                raise self._closed_error(batch)
             session = self._session = self._open_session()
         return session
 
     async def _post(self, batch: BatchRequest) -> Reply:
-        session = self._live_session()
+        session = self._live_session(batch)
         try:
             async with session.post(
                 self._url, data=batch.body, headers=self._headers, allow_redirects=False
@@ -111,10 +113,11 @@ class AiohttpTransport(Transport):
     async def _post_in_time(self, batch: BatchRequest, seconds: float) -> Reply:
         # asyncio's own timeout (this engine runs on asyncio only): 3.9 us a request
         # where anyio's cancel scope takes 10, measured; both raise TimeoutError.
-        self._live_session()  # off asyncio, the error that says so
+        self._live_session(batch)  # off asyncio, the error that says so
         async with asyncio.timeout(seconds):
             return await self._post(batch)
 
     async def aclose(self) -> None:
+        self.closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()

@@ -25,6 +25,7 @@ from .._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     NotFoundError,
     RateLimitError,
     ResponseTimeoutError,
@@ -160,6 +161,9 @@ class Transport(abc.ABC):
         self._api_key = endpoint.api_key
         self._redactor = Redactor(endpoint.api_key)
         self._response_timeout = response_timeout
+        # Set by aclose: from then on nothing is sent and no connection or session is
+        # opened again (a retry or a hedge racing the close gets ClientClosedError).
+        self.closed = False
 
     @abc.abstractmethod
     async def _post(self, batch: BatchRequest) -> Reply:
@@ -185,7 +189,10 @@ class Transport(abc.ABC):
             APIConnectionError: No response (refused, reset, dropped).
             APIStatusError: A non-2xx answer, as its typed subclass.
             ResponseValidationError: A 2xx body that does not fit.
+            ClientClosedError: The transport is closed.
         """
+        if self.closed:
+            raise self._closed_error(batch)
         started = time.perf_counter()
         if self._response_timeout is None:
             reply = await self._post(batch)
@@ -268,6 +275,14 @@ class Transport(abc.ABC):
             ),
             limit=error.limit,
             status_code=status,
+            url=self._url,
+            model=self._model,
+            document_range=batch.document_range,
+        )
+
+    def _closed_error(self, batch: BatchRequest) -> ClientClosedError:
+        return ClientClosedError(
+            self._describe(batch, "the client is closed; nothing is sent after close"),
             url=self._url,
             model=self._model,
             document_range=batch.document_range,
@@ -360,6 +375,8 @@ class HttpxTransport(Transport):
 
     async def _post(self, batch: BatchRequest) -> Reply:
         client = self.http_client
+        if client.is_closed:  # a caller's own client, closed under us: httpx's RuntimeError
+            raise self._closed_error(batch)
         request = client.build_request(
             "POST",
             self._parsed_url,
@@ -393,5 +410,6 @@ class HttpxTransport(Transport):
         )
 
     async def aclose(self) -> None:
+        self.closed = True
         if self._owns_client:
             await self.http_client.aclose()

@@ -187,5 +187,6 @@ class AutoTransport(Transport):
         return await self._choose()._post(batch)
 
     async def aclose(self) -> None:
+        self.closed = True
         if self._engine is not None:
             await self._engine.aclose()

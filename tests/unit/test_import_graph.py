@@ -112,7 +112,7 @@ CORE_LAYERS: list[set[str]] = [
         "_statistics",
         "_version",
     },
-    {"_flow", "_models", "_pair_pool", "_resume", "_retry", "providers"},
+    {"_flow", "_lifecycle", "_models", "_pair_pool", "_resume", "_retry", "providers"},
     {"_call", "_config", "_hedging", "_tracing"},
     {"_many", "_transports"},
     {"_runner"},
