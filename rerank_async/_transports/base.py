@@ -318,6 +318,13 @@ class Transport(abc.ABC):
         if error_class is AuthenticationError and self._api_key is None:
             env_names = " or ".join(self._provider.api_key_env_vars) or "api_key"
             detail += f" (no API key is configured: pass api_key= or set {env_names})"
+        elif 300 <= status < 400:
+            # Following a redirect would send the key to wherever the server points.
+            location = self._redact(reply.headers.get("location") or "no Location header")
+            detail += (
+                f" (a redirect to {location}; redirects are not followed, so the request and "
+                "its key go nowhere else: set base_url to the final address)"
+            )
         return error_class(
             self._describe(batch, detail),
             status_code=status,
