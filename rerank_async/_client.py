@@ -119,6 +119,11 @@ class RerankClient:
             that a batch fails at once with ``RetryBudgetExhaustedError``.
             ``None`` for no budget (only ``max_retries`` per batch).
         retry_budget_per_second: Retries allowed per second regardless of traffic.
+        trust_env: Honour the environment like httpx: ``HTTP_PROXY``,
+            ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (either case) choose
+            the proxy, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` the certificates
+            (certifi's bundle otherwise), on both engines alike. ``False`` reads
+            none of them. A caller's ``http_client`` keeps its own setting.
         on_request: Called after every HTTP attempt with a ``RequestRecord``
             (latency, status, server runtime), for metrics and benchmarks.
             It runs on the event loop: keep it quick and never let it raise.
@@ -155,6 +160,7 @@ class RerankClient:
         max_tokens_per_minute: float | None = None,
         retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
         retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+        trust_env: bool = True,
     ) -> None:
         config = resolve_config(
             model=model,
@@ -180,6 +186,7 @@ class RerankClient:
             max_tokens_per_minute=max_tokens_per_minute,
             retry_budget_ratio=retry_budget_ratio,
             retry_budget_per_second=retry_budget_per_second,
+            trust_env=trust_env,
         )
         self._provider = config.provider
         self._api_key = config.api_key

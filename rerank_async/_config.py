@@ -86,6 +86,8 @@ class ClientOptions:
     dedupe: bool
     retry: RetryPolicy
     limits: LoadSettings
+    # Read HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE/DIR (httpx's name and rules).
+    trust_env: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,7 @@ def resolve_config(
     max_tokens_per_minute: float | None = None,
     retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
     retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+    trust_env: bool = True,
 ) -> ResolvedConfig:
     """Resolve and check ``RerankClient``'s arguments; see its docstring for their meaning.
 
@@ -177,6 +180,8 @@ def resolve_config(
         retry_budget_per_second=retry_budget_per_second,
         max_retry_after=max_retry_after,
     )
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
     if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
         raise TypeError(
             f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
@@ -211,6 +216,7 @@ def resolve_config(
             max_retry_after=max_retry_after,
         ),
         limits=limits,
+        trust_env=trust_env,
     )
 
     if http_engine not in HTTP_ENGINES:

@@ -91,6 +91,7 @@ class SyncRerankClient:
         max_tokens_per_minute: float | None = None,
         retry_budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO,
         retry_budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND,
+        trust_env: bool = True,
     ) -> None:
         def make_client() -> RerankClient:
             # Runs on the portal's loop, so everything the client binds is bound there.
@@ -118,6 +119,7 @@ class SyncRerankClient:
                 max_tokens_per_minute=max_tokens_per_minute,
                 retry_budget_ratio=retry_budget_ratio,
                 retry_budget_per_second=retry_budget_per_second,
+                trust_env=trust_env,
             )
 
         self._portal, self._thread = _start_portal()

@@ -9,6 +9,7 @@ aiohttp is a core dependency, imported only when this engine is chosen.
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 
@@ -53,10 +54,17 @@ class AiohttpTransport(Transport):
         *,
         max_connections: int,
         timeout: httpx.Timeout | float | None,
+        ssl_context: ssl.SSLContext,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(endpoint, response_timeout=attempt_deadline(timeout))
         self._max_connections = max_connections
         self._timeout = client_timeout(timeout)
+        self._ssl_context = ssl_context
+        # Chosen once by environment.read_environment, httpx's rules: aiohttp's own
+        # trust_env would read the environment in a worker thread on every request.
+        # Credentials in its URL become Proxy-Authorization (aiohttp's own handling).
+        self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -67,7 +75,9 @@ class AiohttpTransport(Transport):
                 "http_engine='aiohttp' runs on asyncio only; use http_engine='auto' or 'httpx' "
                 "with trio"
             ) from error
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, ssl=self._ssl_context
+        )
         # The client sets every header itself, and no cookie jar is wanted on an
         # inference API. Bodies arrive still compressed: the transport inflates
         # them under its size cap (aiohttp's own decoder has no output limit).
@@ -76,6 +86,7 @@ class AiohttpTransport(Transport):
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
+            trust_env=False,
         )
 
     def _live_session(self, batch: BatchRequest) -> aiohttp.ClientSession:
@@ -90,7 +101,11 @@ class AiohttpTransport(Transport):
         session = self._live_session(batch)
         try:
             async with session.post(
-                self._url, data=batch.body, headers=self._headers, allow_redirects=False
+                self._url,
+                data=batch.body,
+                headers=self._headers,
+                allow_redirects=False,
+                proxy=self._proxy,
             ) as response:
                 try:
                     content, problem = await self._read_body(

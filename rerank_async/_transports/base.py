@@ -109,6 +109,8 @@ class Endpoint:
     model: str
     headers: dict[str, str] = field(repr=False)
     api_key: str | None = field(repr=False)
+    # A proxy's password and Proxy-Authorization token: redacted like the key.
+    other_secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def attempt_deadline(timeout: httpx.Timeout | float | None) -> float | None:
@@ -159,7 +161,7 @@ class Transport(abc.ABC):
         # The engines inflate bodies themselves, with a cap: ask only for what they can.
         self._headers = {**endpoint.headers, "Accept-Encoding": ACCEPT_ENCODING}
         self._api_key = endpoint.api_key
-        self._redactor = Redactor(endpoint.api_key)
+        self._redactor = Redactor(endpoint.api_key, *endpoint.other_secrets)
         self._response_timeout = response_timeout
         # Set by aclose: from then on nothing is sent and no connection or session is
         # opened again (a retry or a hedge racing the close gets ClientClosedError).
