@@ -1,7 +1,8 @@
 """One batch, one POST: send it, map every failure to a typed error, decode the body.
 
-The HTTP engine is swappable: httpx (the default, or a caller's own client) here,
-aiohttp in ``_aiohttp_transport`` for the lowest CPU cost per request.
+The HTTP engine is swappable: httpx (``httpx_engine.py``, also for a caller's own
+client) or aiohttp (``aiohttp_engine.py``, the lowest CPU cost per request); what a
+caller sees is the same on both, and lives here.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ from .body import ACCEPT_ENCODING, BodyReader, BodyTooLarge, response_size_limit
 from .rate_limit_headers import seconds_until_reset
 
 __all__ = [
+    "STALE_CONNECTION_RETRIES",
     "BatchRequest",
     "BatchSender",
     "Endpoint",
-    "HttpxTransport",
     "Reply",
     "TimeoutTypes",
     "Transport",
@@ -54,6 +55,13 @@ __all__ = [
 TimeoutTypes = httpx.Timeout | float | None | UseClientDefault
 
 logger = logging.getLogger("rerank_async")
+
+# An attempt that failed on a reused keep-alive connection before any byte of an answer
+# (the server closed it as the request went out, so it never processed the request) is
+# sent again at once, inside the engine: it is no retry of the caller's, draws nothing
+# from the retry budget and says nothing about load. Each resend may meet another stale
+# pooled connection; a failure on a new connection is final.
+STALE_CONNECTION_RETRIES: Final = 2
 
 _STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
     400: BadRequestError,
@@ -352,73 +360,8 @@ class Transport(abc.ABC):
         return None if text is None else self._redactor.text(text)
 
 
-async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
-    yield content
-
-
 def _decoded_body(content: bytes) -> object:
     try:
         return json.loads(content)
     except ValueError:
         return content.decode("utf-8", errors="replace")
-
-
-class HttpxTransport(Transport):
-    """The default engine: an ``httpx.AsyncClient``, the caller's or our own."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        http_client: httpx.AsyncClient,
-        owns_client: bool,
-        timeout: TimeoutTypes,
-    ) -> None:
-        effective = http_client.timeout if isinstance(timeout, UseClientDefault) else timeout
-        super().__init__(endpoint, response_timeout=attempt_deadline(effective))
-        self.http_client = http_client
-        self._owns_client = owns_client
-        self._timeout = timeout
-        # Parsed once: httpx would otherwise parse the URL string on every request.
-        self._parsed_url = httpx.URL(endpoint.url)
-
-    async def _post(self, batch: BatchRequest) -> Reply:
-        client = self.http_client
-        if client.is_closed:  # a caller's own client, closed under us: httpx's RuntimeError
-            raise self._closed_error(batch)
-        request = client.build_request(
-            "POST",
-            self._parsed_url,
-            content=batch.body,
-            headers=self._headers,
-            timeout=self._timeout,
-        )
-        try:
-            # Streamed, so that the body is read raw and inflated under the size cap.
-            response = await client.send(request, stream=True)
-            try:
-                if response.is_stream_consumed:
-                    # A mock transport's answer: already in memory, and already decoded.
-                    encoding, chunks = None, _one_chunk(response.content)
-                else:
-                    encoding, chunks = (
-                        response.headers.get("content-encoding"),
-                        response.aiter_raw(),
-                    )
-                content, problem = await self._read_body(
-                    batch, response.status_code, encoding, chunks
-                )
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as error:
-            raise self._connection_error(batch, error, timed_out=True) from error
-        except httpx.RequestError as error:
-            raise self._connection_error(batch, error, timed_out=False) from error
-        return Reply(
-            response.status_code, response.headers, content, response.reason_phrase, problem
-        )
-
-    async def aclose(self) -> None:
-        self.closed = True
-        if self._owns_client:
-            await self.http_client.aclose()

@@ -24,13 +24,13 @@ from .base import (
     BatchRequest,
     BatchSender,
     Endpoint,
-    HttpxTransport,
     Reply,
     TimeoutTypes,
     Transport,
     attempt_deadline,
 )
 from .environment import Environment, read_environment
+from .httpx_engine import HttpxTransport
 from .observe import ObservedTransport
 
 __all__ = ["AutoTransport", "OpenTransport", "open_transport"]
