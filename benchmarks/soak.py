@@ -148,7 +148,11 @@ def main() -> None:
     if args.tracemalloc:
         tracemalloc.start(8)
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the dropped answers uvicorn reports
+        text=True,
     )
     try:
         assert server.stdout is not None

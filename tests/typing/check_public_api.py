@@ -8,6 +8,7 @@ import httpx
 
 from rerank_async import (
     APIStatusError,
+    ClientClosedError,
     ClientStatistics,
     DeepInfraProvider,
     PartialScores,
@@ -110,3 +111,18 @@ async def living_within_limits() -> float | None:
             last: RerankError = error.last_error
             del last
         return stats.retry_budget_left
+
+
+async def closing_and_the_environment() -> list[float] | None:
+    client = RerankClient(trust_env=False)
+    trusted: bool = client.options.trust_env
+    del trusted
+    try:
+        return await client.score("q", ["a"])
+    except ClientClosedError as error:
+        closed: RerankError = error
+        also: RuntimeError = error
+        del closed, also
+        return None
+    finally:
+        await client.aclose()
