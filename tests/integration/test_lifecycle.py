@@ -222,3 +222,39 @@ def test_aclose_under_trio_fails_the_calls_the_same_way(slow_server: RunningServ
     errors = anyio.run(main, backend="trio")
     assert len(errors) == 10
     assert all(isinstance(error, ClientClosedError) for error in errors)
+
+
+@ENGINES
+def test_sync_close_ends_a_rerank_many_block_in_another_thread(
+    engine: str, slow_server: RunningServer
+) -> None:
+    slow_server.reset_stats()
+    client = SyncRerankClient(
+        http_engine=engine,  # type: ignore[arg-type]
+        base_url=slow_server.base_url,
+        max_concurrency=4,
+        adaptive_concurrency=False,
+    )
+    ended: dict[str, object] = {}
+
+    def consume() -> None:
+        try:
+            with client.rerank_many((QUERY, DOCUMENTS) for _ in range(1000)) as outcomes:
+                for _ in outcomes:
+                    pass
+        except BaseException as error:  # collected for the assertions below
+            ended["error"] = error
+        ended["at"] = time.perf_counter()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while slow_server.stats()["requests"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    closing = time.perf_counter()
+    client.close()
+    thread.join(5)
+    assert isinstance(ended.get("error"), ClientClosedError)
+    at = ended["at"]
+    assert isinstance(at, float)
+    assert at - closing < CLOSE_BOUND_S
