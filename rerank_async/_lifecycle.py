@@ -163,8 +163,9 @@ class CallGuard:
     """Runs one call cancellable by ``Lifecycle.close``, which it turns into ``ClientClosedError``.
 
     On asyncio the cancellation is an ``asyncio.timeout(None)`` that ``cancel`` moves to
-    now: 2.4 us to enter and leave, where an anyio ``CancelScope`` takes 7 us (measured on
-    the 2-core machine), once per call. Elsewhere (trio) it is an anyio ``CancelScope``.
+    now: 1.9 us to enter and leave, where an anyio ``CancelScope`` takes 7-8 us; the whole
+    guard costs about 3.7 us a call (measured on the 2-core machine). Elsewhere (trio) it
+    is an anyio ``CancelScope``.
     """
 
     __slots__ = ("_cancelled", "_lifecycle", "_scope", "_timeout")
@@ -200,26 +201,27 @@ class CallGuard:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        cancelled_class = anyio.get_cancelled_exc_class()
+        lifecycle = self._lifecycle
         try:
             if self._timeout is not None:
                 try:
                     await self._timeout.__aexit__(exc_type, exc, traceback)
                 except TimeoutError as error:  # only our own cancel expires it
-                    raise self._lifecycle.closed_error() from error
+                    raise lifecycle.closed_error() from error
             else:
                 assert self._scope is not None
                 # trio's scopes answer True on a plain exit too: only a cancelled one matters.
                 if self._scope.__exit__(exc_type, exc, traceback) and self._cancelled:
-                    raise self._lifecycle.closed_error()
+                    raise lifecycle.closed_error()
         finally:
-            self._lifecycle._leave(self)
+            lifecycle._leave(self)
+        if not self._cancelled:
+            return False
         # Cancelled by close, but the call ended otherwise first (an answer, or the error of
         # an attempt cut short): after close, no call succeeds, and each fails one way. A
         # cancellation that is not ours (the caller's own) passes through untouched.
-        foreign_cancel = exc_type is not None and issubclass(exc_type, cancelled_class)
-        if self._cancelled and not foreign_cancel:
-            if exc is None:
-                raise self._lifecycle.closed_error()
-            raise self._lifecycle.closed_error() from exc
-        return False
+        if exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class()):
+            return False
+        if exc is None:
+            raise lifecycle.closed_error()
+        raise lifecycle.closed_error() from exc
