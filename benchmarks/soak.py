@@ -163,6 +163,8 @@ def main() -> None:
         assert server.stdin is not None
         server.stdin.close()
         server.wait(30)
+        if server.stdout is not None:
+            server.stdout.close()
     second_half = [s for s in run.samples if s[0] >= run.minutes * 30]
     times = [s[0] / 60 for s in second_half]
     calls = [float(s[1]) for s in second_half]
