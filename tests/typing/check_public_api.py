@@ -8,6 +8,7 @@ import httpx
 
 from rerank_async import (
     APIStatusError,
+    ClientClosedError,
     ClientStatistics,
     DeepInfraProvider,
     Limits,
@@ -127,3 +128,18 @@ async def instructions_and_long_documents(documents: list[str]) -> list[float]:
             async for outcome in outcomes:
                 del outcome
         return await client.score("q", documents, instruction="x")
+
+
+async def closing_and_the_environment() -> list[float] | None:
+    client = RerankClient(trust_env=False)
+    trusted: bool = client.options.trust_env
+    del trusted
+    try:
+        return await client.score("q", ["a"])
+    except ClientClosedError as error:
+        closed: RerankError = error
+        also: RuntimeError = error
+        del closed, also
+        return None
+    finally:
+        await client.aclose()
