@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from rerank_async import RerankClient, RerankError, RerankRequest
+from rerank_async import Limits, RerankClient, RerankError, RerankRequest, RetryPolicy
 from rerank_async.server._scoring import score as reference_score
 
 RESULTS = Path(__file__).parent / "results"
@@ -238,8 +238,8 @@ async def capacity(repeats: int) -> dict[str, Any]:
         for _ in range(repeats):
             for name, (bound, adaptive) in variants.items():
                 runs[name].append(await measured(root, lambda b=bound, a=adaptive: run_client(
-                    root, calls, max_concurrency=b, adaptive_concurrency=a,
-                retry_budget_ratio=0.2 if a else None)))  # fmt: skip
+                    root, calls, max_concurrency=b, limits=Limits(adaptive_concurrency=a),
+                retry=RetryPolicy(budget_ratio=0.2 if a else None))))  # fmt: skip
     return {"ideal_docs_per_s": ideal, "runs": runs,
             "share_of_ideal": {name: _median(r, "docs_per_s") / ideal for name, r in runs.items()},
             "adaptive_vs_oracle": _ratios(runs["adaptive"], runs["oracle 8"])}  # fmt: skip
@@ -253,14 +253,15 @@ async def rate_limit(repeats: int) -> dict[str, Any]:
     with server(rate_limit_rps=20.0) as root:
         for _ in range(repeats):
             out["with_rpm"].append(await measured(root, lambda: run_client(
-                root, big, max_concurrency=32, max_requests_per_minute=1200)))  # fmt: skip
+                root, big, max_concurrency=32,
+                limits=Limits(max_requests_per_minute=1200))))  # fmt: skip
             await asyncio.sleep(1.1)  # let the server's bucket refill between runs
             out["adaptive_only_bulk"].append(await measured(root, lambda: run_client(
                 root, bulk, max_concurrency=32)))  # fmt: skip
             await asyncio.sleep(1.1)
             out["fixed_bulk"].append(await measured(root, lambda: run_client(
-                root, bulk, max_concurrency=32, adaptive_concurrency=False,
-                retry_budget_ratio=None)))  # fmt: skip
+                root, bulk, max_concurrency=32, limits=Limits(adaptive_concurrency=False),
+                retry=RetryPolicy(budget_ratio=None))))  # fmt: skip
             await asyncio.sleep(1.1)
     return out
 
@@ -286,7 +287,13 @@ async def outage(repeats: int) -> dict[str, Any]:
         for _ in range(repeats):
             for name, options in (
                 ("default", {}),
-                ("no budget, fixed", {"adaptive_concurrency": False, "retry_budget_ratio": None}),
+                (
+                    "no budget, fixed",
+                    {
+                        "limits": Limits(adaptive_concurrency=False),
+                        "retry": RetryPolicy(budget_ratio=None),
+                    },
+                ),
             ):
                 result = await measured(root, lambda o=options: run_client(  # type: ignore[misc]
                     root, bulk, max_concurrency=32, **o))  # fmt: skip
@@ -348,7 +355,8 @@ async def healthy(repeats: int) -> dict[str, Any]:
                 for _ in range(repeats):
                     for runs, adaptive in ((default, True), (fixed, False)):
                         run = partial(run_client, root, calls, warm_up=warm_up,
-                                      adaptive_concurrency=adaptive, **options)  # fmt: skip
+                                      limits=Limits(adaptive_concurrency=adaptive),
+                                      **options)  # fmt: skip
                         runs.append(await measured(root, run))
                 out[f"{name}, {client_age}"] = {
                     "default": default, "fixed": fixed, "ratio": _ratios(default, fixed),

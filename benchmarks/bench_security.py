@@ -29,7 +29,7 @@ from pathlib import Path
 import anyio
 
 from rerank_async import RerankClient, ResponseTimeoutError
-from rerank_async._encodable import check_encodable_in_slices
+from rerank_async._checks import check_encodable_in_slices
 from tests.security.hostile import hostile_server
 from tests.security.test_hostile_servers import _RSS_PROBE
 

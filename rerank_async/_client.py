@@ -8,7 +8,6 @@ each batch: flow control, the retry verdict, hedging), ``_many`` runs many calls
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -26,6 +25,7 @@ from ._config import (
 )
 from ._constants import DEFAULT_MAX_RETRIES
 from ._fleet import Fleet, ScoreCache
+from ._lifecycle import Lifecycle
 from ._long_documents import LongDocuments
 from ._many import RequestLike, RerankOutcome
 from ._models import ClientStatistics, RequestRecord, RerankResult
@@ -43,12 +43,6 @@ __all__ = [
     "NotGiven",
     "RerankClient",
 ]
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 class RerankClient:
@@ -145,7 +139,11 @@ class RerankClient:
         )
         self._scorer = CallScorer(self._runner, config.long_documents, fleet=self._fleet)
         self._on_request: Callable[[RequestRecord], None] | None = None
-        self._state = _State.UNOPENED
+        # Open or closed, the process it belongs to, the calls that close() must end.
+        self._lifecycle = Lifecycle(
+            owner=type(self).__name__,
+            describe=f"POST {config.options.url}, model {config.options.model}",
+        )
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -166,11 +164,7 @@ class RerankClient:
 
     @property
     def http_engine(self) -> str:
-        """The engine sending requests: ``"aiohttp"`` or ``"httpx"``.
-
-        ``"auto"`` until the first request, when the choice is made by the
-        running async library (aiohttp on asyncio, httpx otherwise).
-        """
+        """``"aiohttp"`` or ``"httpx"``; ``"auto"`` until the first request chooses."""
         return self._fleet.transport.engine_name
 
     @property
@@ -181,17 +175,14 @@ class RerankClient:
     @property
     def is_closed(self) -> bool:
         """Whether ``aclose()`` has been called."""
-        return self._state is _State.CLOSED
+        return self._lifecycle.is_closed
 
     def statistics(self) -> ClientStatistics:
         """A frozen snapshot of what all calls share: slots, limits, replicas, cache hits."""
         return self._fleet.statistics(self._runner.statistics())
 
     def set_retry_policy(self, policy: RetryPolicy) -> None:
-        """Retry later batches with ``policy``: backoff, budget, and the sleep and jitter draw.
-
-        The testing seam: ``RetryPolicy(sleep=recorder)`` makes backoff instant and
-        observable, without real sleeps (see the README's "Testing" section).
+        """Retry later batches with ``policy``; the testing seam (``RetryPolicy(sleep=...)``).
 
         Raises:
             TypeError: ``policy`` is not a ``RetryPolicy``.
@@ -250,17 +241,18 @@ class RerankClient:
             RerankError: A batch failed for good, or the deadline passed
                 (``DeadlineExceededError``); ``error.partial`` holds every score
                 obtained. A 401, 403 or 404 cancels the other batches at once.
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed, or was closed during the call.
         """
-        self._ensure_open()
-        return await self._scorer.rerank(
-            query,
-            documents,
-            top_k=top_k,
-            total_timeout=total_timeout,
-            resume=resume,
-            instruction=instruction,
-        )
+        # aclose() ends the call with ClientClosedError (see _lifecycle).
+        async with self._lifecycle.call():
+            return await self._scorer.rerank(
+                query,
+                documents,
+                top_k=top_k,
+                total_timeout=total_timeout,
+                resume=resume,
+                instruction=instruction,
+            )
 
     async def score(
         self,
@@ -305,30 +297,30 @@ class RerankClient:
 
         Raises:
             ValueError: ``max_pending`` < 1.
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed; or, from the block, it was
+                closed while the block ran (the outcomes still running end with it).
         """
         self._ensure_open()
-        return self._scorer.rerank_many(
-            requests,
-            max_pending=max_pending,
-            fail_fast=fail_fast,
-            total_timeout=total_timeout,
+        return self._lifecycle.guarded(
+            self._scorer.rerank_many(
+                requests,
+                max_pending=max_pending,
+                fail_fast=fail_fast,
+                total_timeout=total_timeout,
+            )
         )
 
     async def aclose(self) -> None:
         """Close the connections this client opened (never a caller's ``http_client``).
 
-        Safe to call twice.
+        Every call still running or waiting on the client ends with
+        ``ClientClosedError`` within about a second; nothing is retried, hedged or
+        reopened afterwards. Safe to call twice.
         """
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.CLOSED
-        await self._fleet.aclose()
+        await self._lifecycle.close(self._fleet.aclose)
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("cannot reopen a closed RerankClient; create a new one")
-        self._state = _State.OPENED
+        self._lifecycle.open()
         return self
 
     async def __aexit__(
@@ -349,8 +341,7 @@ class RerankClient:
         )
 
     def _ensure_open(self) -> None:
-        if self._state is _State.CLOSED:
-            raise RuntimeError("RerankClient is closed; create a new client")
+        self._lifecycle.check()
 
 
 class ClientArguments(EndpointArguments, total=False):

@@ -17,6 +17,7 @@ import httpx
 
 from ._checks import (
     check_base_url,
+    check_encodable,
     check_int,
     check_seconds,
     checked_documents,
@@ -24,7 +25,6 @@ from ._checks import (
     non_empty,
 )
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MIN_BATCH_SIZE, ENV_BASE_URL, ENV_MODEL
-from ._encodable import check_encodable
 from ._flow import LoadSettings
 from ._long_documents import LongDocumentPolicy, LongDocuments
 from ._options import Limits, RetryPolicy

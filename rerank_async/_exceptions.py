@@ -16,7 +16,10 @@ Every failure of a call surfaces as exactly one of these (never an
     │   └── ServerError              5xx
     ├── ResponseValidationError      2xx, but a body that does not fit
     │   └── ResponseTooLargeError    a body over the size limit, any status (never retried)
-    └── RetryBudgetExhaustedError    retryable, but the client's retry budget is spent
+    ├── RetryBudgetExhaustedError    retryable, but the client's retry budget is spent
+    └── ClientClosedError            the client was closed before or during the call,
+                                     or is used in a process it was not made in (fork);
+                                     also a RuntimeError
 
 Invalid arguments raise ``TypeError`` or ``ValueError`` before any request.
 ``is_endpoint_wide(error)`` tells the failures that hold for every request to the
@@ -35,6 +38,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "DeadlineExceededError",
     "NotFoundError",
     "RateLimitError",
@@ -260,6 +264,17 @@ class RetryBudgetExhaustedError(RerankError):
     ) -> None:
         super().__init__(message, url=url, model=model, document_range=document_range)
         self.last_error = last_error
+
+
+class ClientClosedError(RerankError, RuntimeError):
+    """The client is closed: ``aclose()`` ran before or during this call, or it was made in
+    another process (a fork) after sending from there.
+
+    Closing fails every call still running or waiting on the client with this error,
+    promptly (trio and anyio raise ``ClosedResourceError`` to a closed resource's waiters
+    the same way); nothing is retried or hedged after close. Also a ``RuntimeError``, which
+    is what a closed client raised before this class existed. Never retried.
+    """
 
 
 def is_endpoint_wide(error: BaseException) -> bool:

@@ -154,13 +154,11 @@ class RetryVerdict:
         delay: Seconds to wait first (backoff, ``Retry-After`` or the client's pause).
         error: What the batch fails with when ``retry`` is false: the attempt's own
             error, or ``RetryBudgetExhaustedError`` wrapping it.
-        reason: Why, for logs: "retry", "final", "attempts", "deadline", "budget".
     """
 
     retry: bool
     delay: float
     error: BaseException
-    reason: str
 
 
 class RetryDecision:
@@ -203,9 +201,9 @@ class RetryDecision:
     def __call__(self, failure: BaseException, attempt: int) -> RetryVerdict:
         """The verdict on attempt number ``attempt`` (1 for the first), failed with ``failure``."""
         if not is_retryable(failure):
-            return RetryVerdict(False, 0.0, failure, "final")
+            return RetryVerdict(False, 0.0, failure)
         if attempt > self.max_retries:
-            return RetryVerdict(False, 0.0, failure, "attempts")
+            return RetryVerdict(False, 0.0, failure)
         now = self.clock()
         paused_until = self.signals.paused_until
         retry_after = getattr(failure, "retry_after", None)
@@ -236,15 +234,15 @@ class RetryDecision:
             delay = max(delay, paused_until - now)
         # Sleeping into the deadline only to be cancelled would hide the real failure.
         if now + delay >= self.deadline:
-            return RetryVerdict(False, delay, failure, "deadline")
+            return RetryVerdict(False, delay, failure)
         # A retry the server paced with Retry-After is free: every request of the client
         # waits that pause out, and charging it drained the budget at the start of a job
         # over its rate limit (1-6 of 40 requests failed in bench_limits.py).
         if not (rate_limited and obeyed) and not self.signals.take_retry():
-            return RetryVerdict(False, delay, _budget_exhausted(failure), "budget")
+            return RetryVerdict(False, delay, _budget_exhausted(failure))
         if unwaited:
             self.waited_until = paused_until
-        return RetryVerdict(True, delay, failure, "retry")
+        return RetryVerdict(True, delay, failure)
 
 
 class NoSignals:

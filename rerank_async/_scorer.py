@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 from ._call import CallState
-from ._checks import check_int
+from ._checks import check_encodable_in_slices, check_int
 from ._config import (
     NOT_GIVEN,
     NotGiven,
@@ -20,7 +20,6 @@ from ._config import (
     resolve_call_timeout,
     resolve_instruction,
 )
-from ._encodable import check_encodable_in_slices
 from ._fleet import Fleet
 from ._long_documents import LongDocumentPolicy
 from ._many import RequestLike, RerankOutcome, rerank_each

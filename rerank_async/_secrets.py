@@ -83,15 +83,17 @@ def _spellings(secret: str) -> list[str]:
 
 
 class Redactor:
-    """Replaces a secret, in every spelling, by ``***``.
+    """Replaces secrets (the key, a proxy's password), in every spelling, by ``***``.
 
     A ``Redactor`` for ``None`` (no key configured) changes nothing.
     """
 
     __slots__ = ("_byte_forms", "_forms")
 
-    def __init__(self, secret: str | None) -> None:
-        self._forms: tuple[str, ...] = tuple(_spellings(secret)) if secret else ()
+    def __init__(self, *secrets: str | None) -> None:
+        forms = {form for secret in secrets if secret for form in _spellings(secret)}
+        # Longest first, so that no spelling is left half-replaced by a shorter one.
+        self._forms: tuple[str, ...] = tuple(sorted(forms, key=len, reverse=True))
         self._byte_forms: tuple[bytes, ...] = tuple(
             form.encode("utf-8", "backslashreplace") for form in self._forms
         )

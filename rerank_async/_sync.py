@@ -12,24 +12,28 @@ Because the loop is not the caller's, a call works from a thread that already ru
 from __future__ import annotations
 
 import enum
+import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Self, Unpack
+from typing import Self, TypeVar, Unpack
 
 import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
 
 from ._client import NOT_GIVEN, ClientArguments, ClientOptions, NotGiven, RerankClient
+from ._exceptions import ClientClosedError
 from ._many import RequestLike, RerankOutcome
 from ._models import RequestRecord, RerankResult
 from ._partial import PartialScores
 from .providers import Provider
 
 __all__ = ["SyncRerankClient"]
+
+T = TypeVar("T")
 
 
 class _State(enum.Enum):
@@ -65,6 +69,10 @@ class SyncRerankClient:
             return RerankClient(**options)
 
         self._portal, self._thread = _start_portal()
+        # --- lifecycle: the process the client's thread runs in, and whether it was used
+        # there (see _lifecycle: a fork gets a fresh thread only if nothing was sent).
+        self._portal_pid = os.getpid()
+        self._used = False
         try:
             self._client = self._portal.call(make_client)
         except BaseException:
@@ -136,9 +144,10 @@ class SyncRerankClient:
             TypeError, ValueError: Bad input, before any request is sent.
             RerankError: A batch failed for good, or the deadline passed;
                 ``error.partial`` holds what was scored (pass it as ``resume``).
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed, or was closed while the call
+                ran or waited, or is used in a forked process after sending.
         """
-        portal = self._open_portal()
+        portal = self._open_portal(use=True)
         client = self._client
 
         async def call() -> RerankResult:
@@ -151,7 +160,7 @@ class SyncRerankClient:
                 instruction=instruction,
             )
 
-        return portal.call(call)
+        return self._call(portal, call)
 
     def score(
         self,
@@ -188,9 +197,9 @@ class SyncRerankClient:
 
         Raises:
             ValueError: ``max_pending`` < 1.
-            RuntimeError: The client is closed.
+            ClientClosedError: The client is closed, or was closed while the block ran.
         """
-        portal = self._open_portal()
+        portal = self._open_portal(use=True)
         client = self._client
         many = portal.call(
             lambda: client.rerank_many(
@@ -201,11 +210,17 @@ class SyncRerankClient:
             yield _BlockingOutcomes(portal, outcomes)
 
     def close(self) -> None:
-        """Close the connections and stop the client's thread. Safe to call twice."""
+        """Close the connections and stop the client's thread. Safe to call twice.
+
+        Calls still running or waiting, from any thread, end with ``ClientClosedError``
+        within about a second (see ``RerankClient.aclose``).
+        """
         with self._close_lock:
             if self._state is _State.CLOSED:
                 return
             self._state = _State.CLOSED
+        if self._portal_pid != os.getpid():
+            return  # a fork: the thread and the connections were the parent's
         try:
             self._portal.call(self._client.aclose)
         finally:
@@ -230,10 +245,47 @@ class SyncRerankClient:
         self._portal.call(self._portal.stop)
         self._thread.join()
 
-    def _open_portal(self) -> BlockingPortal:
+    def _open_portal(self, *, use: bool = False) -> BlockingPortal:
         if self._state is _State.CLOSED:
-            raise RuntimeError("SyncRerankClient is closed; create a new client")
+            raise ClientClosedError("SyncRerankClient is closed; create a new client")
+        if self._portal_pid != os.getpid():
+            self._restart_after_fork()
+        if use:
+            self._used = True
         return self._portal
+
+    def _restart_after_fork(self) -> None:
+        """A fresh thread in this process, if nothing was sent from the parent's.
+
+        The client's thread did not survive the fork, and a call handed to it would
+        wait forever.
+
+        Raises:
+            ClientClosedError: The client sent from the parent: its connections are
+                the parent's (see ``RerankClient``).
+        """
+        if self._used:
+            raise ClientClosedError(
+                f"this SyncRerankClient was created and used in process {self._portal_pid}, "
+                f"and this is process {os.getpid()} (a fork): its thread and connections "
+                "belong to the parent. Create a client in each process, after the fork"
+            )
+        # A lock another thread held at the fork stays locked in the child.
+        self._close_lock = threading.Lock()
+        self._portal, self._thread = _start_portal()
+        self._portal_pid = os.getpid()
+
+    def _call(self, portal: BlockingPortal, function: Callable[[], Awaitable[T]]) -> T:
+        """``portal.call(function)``; a portal stopped by ``close`` meanwhile is
+        ``ClientClosedError``, like any call that close cut short."""
+        try:
+            return portal.call(function)
+        except RuntimeError as error:
+            if isinstance(error, ClientClosedError) or self._state is not _State.CLOSED:
+                raise
+            raise ClientClosedError(
+                "SyncRerankClient was closed while this call waited; create a new client"
+            ) from error
 
 
 def _start_portal() -> tuple[BlockingPortal, threading.Thread]:

@@ -201,11 +201,23 @@ async def client() -> AsyncIterator[RerankClient]:
 
 @pytest.fixture(autouse=True)
 def _hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a developer's real keys and settings out of every test."""
+    """Keep a developer's real keys and settings out of every test.
+
+    Proxy and certificate variables too: both engines honour them (trust_env), and a
+    machine's proxy must not carry the tests' loopback requests.
+    """
     for name in (
         "DEEPINFRA_TOKEN",
         "DEEPINFRA_API_KEY",
         "RERANK_ASYNC_BASE_URL",
         "RERANK_ASYNC_MODEL",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -16,7 +16,7 @@ import anyio
 
 from .._config import NOT_GIVEN, NotGiven
 from .._constants import LOGGER_NAME
-from .._exceptions import DeadlineExceededError, RerankError
+from .._exceptions import ClientClosedError, DeadlineExceededError, RerankError
 from .._models import ClientStatistics, RerankResult
 
 __all__ = ["FallbackChain", "FallbackClient", "is_down"]
@@ -91,6 +91,8 @@ class FallbackChain:
         Raises:
             DeadlineExceededError: The primary's deadline passed (no time is left to
                 fall back in).
+            ClientClosedError: The client was closed during the call: nothing starts
+                after close, on a fallback either.
             RerankError: Every client failed: the primary's error (its ``partial`` is
                 of the primary's model, fit for ``resume=``; a primary known to be
                 down is tried last), each fallback's failure a note on it.
@@ -102,8 +104,8 @@ class FallbackChain:
             outcome = await self._primary_while_up(primary)
             if isinstance(outcome, RerankResult):
                 return outcome
-            if isinstance(outcome, DeadlineExceededError):
-                raise outcome
+            if isinstance(outcome, DeadlineExceededError | ClientClosedError):
+                raise outcome  # no time left, or closed: nothing may start after close
             if outcome is None:
                 down = True
             else:

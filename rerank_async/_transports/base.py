@@ -1,8 +1,8 @@
 """One batch, one POST: send it, map every failure to a typed error, decode the body.
 
-The HTTP engine is swappable: httpx here (under trio, or for a caller's own
-client), aiohttp in ``aiohttp_engine`` (the default on asyncio, for the lowest CPU
-cost per request); ``engines`` chooses.
+The HTTP engine is swappable: httpx (``httpx_engine.py``, also for a caller's own
+client) or aiohttp (``aiohttp_engine.py``, the lowest CPU cost per request); what a
+caller sees is the same on both, and lives here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     NotFoundError,
     RateLimitError,
     RerankError,
@@ -41,10 +42,10 @@ from .body import ACCEPT_ENCODING, BodyReader, BodyTooLarge, response_size_limit
 from .rate_limit_headers import seconds_until_reset
 
 __all__ = [
+    "STALE_CONNECTION_RETRIES",
     "BatchRequest",
     "BatchSender",
     "Endpoint",
-    "HttpxTransport",
     "Reply",
     "TimeoutTypes",
     "Transport",
@@ -55,6 +56,13 @@ __all__ = [
 TimeoutTypes = httpx.Timeout | float | None | UseClientDefault
 
 logger = logging.getLogger("rerank_async")
+
+# An attempt that failed on a reused keep-alive connection before any byte of an answer
+# (the server closed it as the request went out, so it never processed the request) is
+# sent again at once, inside the engine: it is no retry of the caller's, draws nothing
+# from the retry budget and says nothing about load. Each resend may meet another stale
+# pooled connection; a failure on a new connection is final.
+STALE_CONNECTION_RETRIES: Final = 2
 
 _STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
     400: BadRequestError,
@@ -112,6 +120,8 @@ class Endpoint:
     model: str
     headers: dict[str, str] = field(repr=False)
     api_key: str | None = field(repr=False)
+    # A proxy's password and Proxy-Authorization token: redacted like the key.
+    other_secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def attempt_deadline(timeout: httpx.Timeout | float | None) -> float | None:
@@ -162,8 +172,11 @@ class Transport(abc.ABC):
         # The engines inflate bodies themselves, with a cap: ask only for what they can.
         self._headers = {**endpoint.headers, "Accept-Encoding": ACCEPT_ENCODING}
         self._api_key = endpoint.api_key
-        self._redactor = Redactor(endpoint.api_key)
+        self._redactor = Redactor(endpoint.api_key, *endpoint.other_secrets)
         self._response_timeout = response_timeout
+        # Set by aclose: from then on nothing is sent and no connection or session is
+        # opened again (a retry or a hedge racing the close gets ClientClosedError).
+        self.closed = False
 
     @abc.abstractmethod
     async def _post(self, batch: BatchRequest) -> Reply:
@@ -189,7 +202,10 @@ class Transport(abc.ABC):
             APIConnectionError: No response (refused, reset, dropped).
             APIStatusError: A non-2xx answer, as its typed subclass.
             ResponseValidationError: A 2xx body that does not fit.
+            ClientClosedError: The transport is closed.
         """
+        if self.closed:
+            raise self._closed_error(batch)
         if self._provider.signs_requests:
             batch = await self._signed(batch)
         started = time.perf_counter()
@@ -304,6 +320,14 @@ class Transport(abc.ABC):
             document_range=batch.document_range,
         )
 
+    def _closed_error(self, batch: BatchRequest) -> ClientClosedError:
+        return ClientClosedError(
+            self._describe(batch, "the client is closed; nothing is sent after close"),
+            url=self._url,
+            model=self._model,
+            document_range=batch.document_range,
+        )
+
     def _connection_error(
         self, batch: BatchRequest, error: BaseException, *, timed_out: bool
     ) -> APIConnectionError:
@@ -334,6 +358,13 @@ class Transport(abc.ABC):
         if error_class is AuthenticationError and self._api_key is None:
             env_names = " or ".join(self._provider.api_key_env_vars) or "api_key"
             detail += f" (no API key is configured: pass api_key= or set {env_names})"
+        elif 300 <= status < 400:
+            # Following a redirect would send the key to wherever the server points.
+            location = self._redact(reply.headers.get("location") or "no Location header")
+            detail += (
+                f" (a redirect to {location}; redirects are not followed, so the request and "
+                "its key go nowhere else: set base_url to the final address)"
+            )
         return error_class(
             self._describe(batch, detail),
             status_code=status,
@@ -359,70 +390,8 @@ class Transport(abc.ABC):
         return None if text is None else self._redactor.text(text)
 
 
-async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
-    yield content
-
-
 def _decoded_body(content: bytes) -> object:
     try:
         return json.loads(content)
     except ValueError:
         return content.decode("utf-8", errors="replace")
-
-
-class HttpxTransport(Transport):
-    """The default engine: an ``httpx.AsyncClient``, the caller's or our own."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        http_client: httpx.AsyncClient,
-        owns_client: bool,
-        timeout: TimeoutTypes,
-    ) -> None:
-        effective = http_client.timeout if isinstance(timeout, UseClientDefault) else timeout
-        super().__init__(endpoint, response_timeout=attempt_deadline(effective))
-        self.http_client = http_client
-        self._owns_client = owns_client
-        self._timeout = timeout
-        # Parsed once: httpx would otherwise parse the URL string on every request.
-        self._parsed_url = httpx.URL(endpoint.url)
-
-    async def _post(self, batch: BatchRequest) -> Reply:
-        client = self.http_client
-        request = client.build_request(
-            "POST",
-            self._parsed_url,
-            content=batch.body,
-            headers=self._headers_for(batch),
-            timeout=self._timeout,
-        )
-        try:
-            # Streamed, so that the body is read raw and inflated under the size cap.
-            response = await client.send(request, stream=True)
-            try:
-                if response.is_stream_consumed:
-                    # A mock transport's answer: already in memory, and already decoded.
-                    encoding, chunks = None, _one_chunk(response.content)
-                else:
-                    encoding, chunks = (
-                        response.headers.get("content-encoding"),
-                        response.aiter_raw(),
-                    )
-                content, problem = await self._read_body(
-                    batch, response.status_code, encoding, chunks
-                )
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as error:
-            raise self._connection_error(batch, error, timed_out=True) from error
-        except httpx.RequestError as error:
-            raise self._connection_error(batch, error, timed_out=False) from error
-        return Reply(
-            response.status_code, response.headers, content, response.reason_phrase, problem
-        )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self.http_client.aclose()

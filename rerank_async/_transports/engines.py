@@ -24,12 +24,13 @@ from .base import (
     BatchRequest,
     BatchSender,
     Endpoint,
-    HttpxTransport,
     Reply,
     TimeoutTypes,
     Transport,
     attempt_deadline,
 )
+from .environment import Environment, read_environment
+from .httpx_engine import HttpxTransport
 from .observe import ObservedTransport
 
 __all__ = ["AutoTransport", "OpenTransport", "open_transport"]
@@ -68,27 +69,43 @@ class OpenTransport(NamedTuple):
 
 def open_transport(config: ResolvedConfig) -> OpenTransport:
     """The engine a client sends through (see ``OpenTransport.observed`` for the chain)."""
-    return OpenTransport(_open_engine(config), config.options.model)
+    # A caller's http_client follows its own trust_env; ours read the environment once.
+    environment = (
+        None
+        if config.http_client is not None
+        else read_environment(config.options.url, trust_env=config.options.trust_env)
+    )
+    return OpenTransport(_open_engine(config, environment), config.options.model)
 
 
-def _open_engine(config: ResolvedConfig) -> Transport:
-    if config.http_engine == "httpx" or config.http_client is not None:
-        return _open_httpx(config)
+def _open_engine(config: ResolvedConfig, environment: Environment | None) -> Transport:
+    if environment is None or config.http_engine == "httpx":
+        return _open_httpx(config, environment)
+    # aiohttp speaks to plain HTTP proxies only; HTTPS and SOCKS ones go through httpx.
+    aiohttp_can = environment.proxy_scheme in (None, "http")
     if config.http_engine == "aiohttp":
-        return _open_aiohttp(config)
+        if not aiohttp_can:
+            raise ValueError(
+                f"http_engine='aiohttp' cannot use the {environment.proxy_scheme} proxy the "
+                "environment names for this endpoint (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY); "
+                "use http_engine='auto' or 'httpx', or trust_env=False to ignore it"
+            )
+        return _open_aiohttp(config, environment)
+    if not aiohttp_can:
+        return _open_httpx(config, environment)
     timeout = config.timeout
     return AutoTransport(
-        _endpoint(config),
+        _endpoint(config, environment),
         # The whole-attempt deadline both engines would apply: Transport.send enforces it.
         response_timeout=attempt_deadline(
             _default_timeout() if isinstance(timeout, NotGiven) else timeout
         ),
-        aiohttp_engine=lambda: _open_aiohttp(config),
-        httpx_engine=lambda: _open_httpx(config),
+        aiohttp_engine=lambda: _open_aiohttp(config, environment),
+        httpx_engine=lambda: _open_httpx(config, environment),
     )
 
 
-def _endpoint(config: ResolvedConfig) -> Endpoint:
+def _endpoint(config: ResolvedConfig, environment: Environment | None) -> Endpoint:
     options = config.options
     return Endpoint(
         provider=config.provider,
@@ -96,6 +113,7 @@ def _endpoint(config: ResolvedConfig) -> Endpoint:
         model=options.model,
         headers=config.headers,
         api_key=config.api_key,
+        other_secrets=() if environment is None else environment.proxy_secrets(),
     )
 
 
@@ -103,18 +121,20 @@ def _default_timeout() -> httpx.Timeout:
     return httpx.Timeout(DEFAULT_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT)
 
 
-def _open_aiohttp(config: ResolvedConfig) -> Transport:
+def _open_aiohttp(config: ResolvedConfig, environment: Environment) -> Transport:
     from .aiohttp_engine import AiohttpTransport  # imported only when chosen
 
     timeout = config.timeout
     return AiohttpTransport(
-        _endpoint(config),
+        _endpoint(config, environment),
         max_connections=config.options.max_concurrency,
         timeout=_default_timeout() if isinstance(timeout, NotGiven) else timeout,
+        ssl_context=environment.ssl_context,
+        proxy=environment.proxy,
     )
 
 
-def _open_httpx(config: ResolvedConfig) -> Transport:
+def _open_httpx(config: ResolvedConfig, environment: Environment | None) -> Transport:
     options = config.options
     default_timeout = _default_timeout()
     timeout = config.timeout
@@ -125,19 +145,30 @@ def _open_httpx(config: ResolvedConfig) -> Transport:
         request_timeout = httpx.USE_CLIENT_DEFAULT if http_client is not None else default_timeout
     else:
         request_timeout = timeout
-    own_client = http_client is None
-    client = http_client or httpx.AsyncClient(
-        # The limiter already bounds requests in flight, so a pool of the same
-        # size never makes a request wait for a connection (no PoolTimeout).
-        limits=httpx.Limits(
-            max_connections=options.max_concurrency,
-            max_keepalive_connections=options.max_concurrency,
-        ),
-        timeout=default_timeout,
-        follow_redirects=False,
-    )
+    if http_client is None:
+        assert environment is not None  # read for every client of ours
+        client = httpx.AsyncClient(
+            # The limiter already bounds requests in flight, so a pool of the same
+            # size never makes a request wait for a connection (no PoolTimeout).
+            limits=httpx.Limits(
+                max_connections=options.max_concurrency,
+                max_keepalive_connections=options.max_concurrency,
+            ),
+            timeout=default_timeout,
+            follow_redirects=False,
+            # What the environment says, read once by httpx's rules (environment.py),
+            # given explicitly, so that both engines use the same proxy and trust.
+            proxy=environment.proxy,
+            verify=environment.ssl_context,
+            trust_env=False,
+        )
+    else:
+        client = http_client
     return HttpxTransport(
-        _endpoint(config), http_client=client, owns_client=own_client, timeout=request_timeout
+        _endpoint(config, environment),
+        http_client=client,
+        owns_client=http_client is None,
+        timeout=request_timeout,
     )
 
 
@@ -193,5 +224,6 @@ class AutoTransport(Transport):
         return await self._choose()._post(batch)
 
     async def aclose(self) -> None:
+        self.closed = True
         if self._engine is not None:
             await self._engine.aclose()

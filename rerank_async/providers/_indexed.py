@@ -25,14 +25,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 # pydantic validates TypedDicts (plain dicts, about 2.5x faster than a model per
 # item) only from typing_extensions before Python 3.12; pydantic itself depends on it.
 from typing_extensions import TypedDict
 
 from ._base import BatchScores, Provider
-from ._wire import FiniteScore, StrictIndex, dumps, join_url, logistic, parse_json
+from ._wire import (
+    RESPONSE_MODEL_CONFIG,
+    FiniteScore,
+    StrictIndex,
+    dumps,
+    join_url,
+    logistic,
+    parse_json,
+)
 
 __all__ = [
     "HostedRelevanceProvider",
@@ -87,7 +95,7 @@ class ScoreResult(TypedDict):
 class TokenUsage(BaseModel):
     """The OpenAI-style ``usage`` object several services send."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     prompt_tokens: int | None = None
     total_tokens: int | None = None
@@ -236,7 +244,7 @@ class IndexedProvider(Provider):
 class RelevanceResponse(BaseModel):
     """``{"results": [...], "id"?, "usage"?}``; other fields are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     results: list[RelevanceResult]
     id: str | None = None

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ._base import BatchScores, Provider
-from ._wire import FiniteScore, dumps, join_url, model_path, parse_json
+from ._wire import RESPONSE_MODEL_CONFIG, FiniteScore, dumps, join_url, model_path, parse_json
 
 __all__ = ["BodyForm", "DeepInfraProvider", "QueriesLayout"]
 
@@ -48,7 +48,7 @@ _QUERIES_FORM_MARKERS: Final = ("qwen3-reranker", "nemotron")
 
 
 class _InferenceStatus(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     status: str | None = None
     runtime_ms: float | None = None
@@ -56,7 +56,7 @@ class _InferenceStatus(BaseModel):
 
 
 class _RerankResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     scores: list[FiniteScore]
     input_tokens: int | None = None

@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ._indexed import IndexedProvider, ResponseShape, ScoreResult, TokenUsage
-from ._wire import dumps, join_url
+from ._wire import RESPONSE_MODEL_CONFIG, dumps, join_url
 
 __all__ = ["MixedbreadProvider"]
 
@@ -40,7 +40,7 @@ MIXEDBREAD_BASE_URL: Final = "https://api.mixedbread.com"
 
 
 class _MixedbreadResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     data: list[ScoreResult]
     usage: TokenUsage | None = None

@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from ._indexed import IndexedProvider, ResponseShape, TokenUsage
-from ._wire import FiniteScore, StrictIndex, dumps, join_url, model_path
+from ._wire import RESPONSE_MODEL_CONFIG, FiniteScore, StrictIndex, dumps, join_url, model_path
 
 __all__ = ["NvidiaEndpoint", "NvidiaProvider", "NvidiaTruncate"]
 
@@ -58,7 +58,7 @@ class _Ranking(TypedDict):
 
 
 class _NvidiaResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     rankings: list[_Ranking]
     usage: TokenUsage | None = None

@@ -33,10 +33,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ._indexed import IndexedProvider, ResponseShape, ScoreResult
-from ._wire import dumps, join_url
+from ._wire import RESPONSE_MODEL_CONFIG, dumps, join_url
 
 __all__ = ["PineconeProvider", "PineconeTruncate"]
 
@@ -51,7 +51,7 @@ PineconeTruncate = Literal["END", "NONE"]
 
 
 class _PineconeResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     data: list[ScoreResult]
 

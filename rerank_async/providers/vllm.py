@@ -36,10 +36,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ._indexed import RelevanceResultsProvider, ResponseShape, ScoreResult, TokenUsage
-from ._wire import dumps, join_url
+from ._wire import RESPONSE_MODEL_CONFIG, dumps, join_url
 
 __all__ = ["VLLMEndpoint", "VLLMProvider"]
 
@@ -51,7 +51,7 @@ VLLMEndpoint = Literal["rerank", "score"]
 
 
 class _ScoreResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     data: list[ScoreResult]
     id: str | None = None

@@ -38,10 +38,10 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from ._indexed import IndexedProvider, RelevanceResult, ResponseShape, TokenUsage
-from ._wire import dumps, join_url
+from ._wire import RESPONSE_MODEL_CONFIG, dumps, join_url
 
 __all__ = ["VoyageProvider"]
 
@@ -62,7 +62,7 @@ _TOO_MANY_TOKENS: Final = re.compile(
 
 
 class _VoyageResponse(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = RESPONSE_MODEL_CONFIG
 
     data: list[RelevanceResult]
     usage: TokenUsage | None = None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import ray.data
 
 from .._checks import is_int, is_number
+from .._client import ClientArguments
 from ._udf import Layout, OnError, RerankBatches, make_spec
 
 __all__ = ["rerank_dataset"]
@@ -29,7 +30,7 @@ def rerank_dataset(
     max_concurrency: int,
     actors: int = 1,
     provider_limits: Mapping[str, int | float] | None = None,
-    client_options: Mapping[str, Any] | None = None,
+    client_options: ClientArguments | None = None,
     layout: Layout = "query",
     query_column: str = "query",
     documents_column: str = "documents",
@@ -126,7 +127,7 @@ def rerank_dataset(
     )
 
 
-def _check_client_options(options: Mapping[str, Any]) -> None:
+def _check_client_options(options: ClientArguments) -> None:
     # RerankClient validates every option in its constructor, and building one opens no
     # connection; so build one here, on the driver, and let it go unused.
     from .._client import RerankClient

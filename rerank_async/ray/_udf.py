@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, TypeAlias
 import pyarrow as pa
 
 from .._checks import InvalidRecordError, record_documents, record_query, record_text
-from .._client import RerankClient
+from .._client import ClientArguments, RerankClient
 from .._many import RerankRequest
 from .._options import Limits
 from ._limits import split_limits
@@ -57,7 +57,7 @@ class RerankSpec:
             error in the error columns; ``"raise"``: the batch raises the error.
     """
 
-    client_options: Mapping[str, Any]
+    client_options: ClientArguments
     layout: Layout
     query_column: str
     documents_column: str
@@ -82,7 +82,7 @@ def make_spec(
     max_concurrency: int,
     actors: int,
     provider_limits: Mapping[str, int | float] | None,
-    client_options: Mapping[str, Any] | None,
+    client_options: ClientArguments | None,
     layout: Layout,
     query_column: str,
     documents_column: str,
@@ -122,7 +122,7 @@ def make_spec(
         )
     totals: dict[str, int | float] = {"max_concurrency": max_concurrency}
     totals.update(provider_limits or {})
-    options = dict(client_options or {})
+    options = ClientArguments(**(client_options or {}))
     for name in totals:
         if name in options:
             raise ValueError(
@@ -132,7 +132,8 @@ def make_spec(
     shares = split_limits(totals, actors)
     options["max_concurrency"] = int(shares.pop("max_concurrency"))
     if shares:  # the per-minute rates: each actor's Limits carry its share
-        options["limits"] = dataclasses.replace(options.get("limits") or Limits(), **shares)
+        limits = options.get("limits") or Limits()
+        options["limits"] = dataclasses.replace(limits, **shares)  # type: ignore[arg-type]
     return RerankSpec(
         client_options=options,
         layout=layout,
@@ -195,7 +196,7 @@ class RerankBatches:
         max_concurrency: int,
         actors: int = 1,
         provider_limits: Mapping[str, int | float] | None = None,
-        client_options: Mapping[str, Any] | None = None,
+        client_options: ClientArguments | None = None,
         layout: Layout = "query",
         query_column: str = "query",
         documents_column: str = "documents",

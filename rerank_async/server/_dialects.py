@@ -212,6 +212,17 @@ def _detail(status: int, detail: str, headers: Mapping[str, str] | None = None) 
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+class BadRequestDialect(IndexedDialect):
+    """A service that answers a bad body, and a request over its cap, with a 400."""
+
+    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
+        return self.error(400, message, headers)
+
+    def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
+        message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
+        return self.error(400, message, headers)
+
+
 class DeepInfraDialect(Dialect):
     """DeepInfra's ``/v1/inference/{model}``: scores in input order."""
 
@@ -262,7 +273,7 @@ class DeepInfraDialect(Dialect):
 # -- Cohere ---------------------------------------------------------------------------------------
 
 
-class CohereDialect(IndexedDialect):
+class CohereDialect(BadRequestDialect):
     """Cohere's ``/v1/rerank`` and ``/v2/rerank``.
 
     Args:
@@ -307,13 +318,6 @@ class CohereDialect(IndexedDialect):
             status_code=status,
             headers=headers,
         )
-
-    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
-        return self.error(400, message, headers)
-
-    def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
-        message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
-        return self.error(400, message, headers)
 
     def ranked_payload(
         self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str

@@ -22,7 +22,7 @@ from typing import Final
 
 from starlette.responses import JSONResponse, Response
 
-from ._dialects import IndexedDialect, RerankCall
+from ._dialects import BadRequestDialect, RerankCall
 from ._http import InvalidBodyError, json_object, required_string, string_list
 from ._scoring import count_tokens
 
@@ -68,7 +68,7 @@ def _cut(call: RerankCall, ranked: list[tuple[int, float]]) -> list[tuple[int, f
     return ranked if call.top_n is None else ranked[: call.top_n]
 
 
-class SGLangDialect(IndexedDialect):
+class SGLangDialect(BadRequestDialect):
     """SGLang's ``/v1/rerank`` (under ``/sglang``): a bare array of ``{index, score}``."""
 
     path = "/sglang/v1/rerank"
@@ -102,13 +102,6 @@ class SGLangDialect(IndexedDialect):
         }
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
-        return self.error(400, message, headers)
-
-    def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
-        message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
-        return self.error(400, message, headers)
-
     def ranked_payload(
         self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str
     ) -> object:
@@ -126,7 +119,7 @@ class SGLangDialect(IndexedDialect):
         return [{"index": item["index"]} for item in payload]
 
 
-class LlamaCppDialect(IndexedDialect):
+class LlamaCppDialect(BadRequestDialect):
     """llama-server's ``/v1/rerank`` (under ``/llamacpp``): ``results`` of ``relevance_score``."""
 
     path = "/llamacpp/v1/rerank"
@@ -144,13 +137,6 @@ class LlamaCppDialect(IndexedDialect):
             }
         }
         return JSONResponse(body, status_code=status, headers=headers)
-
-    def invalid_body(self, message: str, headers: dict[str, str]) -> Response:
-        return self.error(400, message, headers)
-
-    def too_large(self, n: int, maximum: int, headers: dict[str, str]) -> Response:
-        message = f"too many documents: {n} documents exceed the maximum of {maximum} per request"
-        return self.error(400, message, headers)
 
     def ranked_payload(
         self, call: RerankCall, ranked: list[tuple[int, float]], request_id: str

@@ -6,9 +6,16 @@ import socket
 import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
-from rerank_async import RerankClient, RerankError, RerankRequest, RetryPolicy
+from rerank_async import (
+    ClientClosedError,
+    RerankClient,
+    RerankError,
+    RerankRequest,
+    RetryPolicy,
+)
 from rerank_async.server import RunningServer, ServerConfig, running_server
 
 pytestmark = pytest.mark.integration
@@ -146,3 +153,24 @@ async def test_an_outage_hands_calls_under_way_to_the_fallback_at_once(
     # Calls under way when it went down were stopped, not left to their backoff.
     assert elapsed < 5.0
     assert replica.ejections == 1
+
+
+async def test_closing_the_client_during_a_call_never_falls_back(backup: RunningServer) -> None:
+    with running_server(ServerConfig(latency_ms=2000)) as slow:
+        async with RerankClient(base_url=backup.base_url, model="acme/backup") as fallback:
+            client = RerankClient(base_url=slow.base_url, model="acme/primary", fallback=fallback)
+            backup.reset_stats()
+            caught: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await client.rerank(QUERY, documents(5))
+                except ClientClosedError as error:
+                    caught.append(error)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await anyio.sleep(0.2)
+                await client.aclose()
+    assert len(caught) == 1
+    assert backup.stats()["requests"] == 0

@@ -15,6 +15,9 @@ a ``base_url`` whose requests (``POST .../{behaviour}/v1/{model}``) get:
 - ``brotli``: a 200 with ``Content-Encoding: br`` (which the client never asks for);
 - ``corrupt-gzip-503``: a 503 whose gzip body is not gzip;
 - ``drop``: closes the connection without an answer;
+- ``duplicate-keys``: a 200 whose JSON has two ``scores`` keys (the last one valid);
+- ``redirect-{status}``: that 3xx status, ``Location`` pointing at this server's ``ok``
+  route (a client that followed it would send the key there: the test counts requests);
 - ``hang``: answers nothing for 30 s.
 
 Every request's method, raw path and headers are recorded in ``requests``.
@@ -185,6 +188,16 @@ class _Handler:
             )
         elif behaviour == "drop":
             return
+        elif behaviour == "duplicate-keys":
+            n_documents = len(json.loads(body)["documents"])
+            first, last = json.dumps([0.1] * n_documents), json.dumps([0.9] * n_documents)
+            payload = f'{{"scores": {first}, "scores": {last}}}'.encode()
+            writer.write(_head(200, _plain(len(payload))) + payload)
+        elif behaviour.startswith("redirect-"):
+            status = int(behaviour.removeprefix("redirect-"))
+            location = f"{self.server.url}/ok/v1{path.split('/v1', 1)[1]}"
+            payload = b"moved"
+            writer.write(_head(status, {**_plain(len(payload)), "Location": location}) + payload)
         elif behaviour == "hang":
             await asyncio.sleep(_MAX_SECONDS)
         await writer.drain()

@@ -350,3 +350,32 @@ def test_the_canary_key_appears_zero_times_in_trace_spans(
     exported = completed.stdout
     assert '"exception.message"' in exported  # the errors were recorded
     assert [form for form in spellings(CANARY) if form in exported] == []
+
+
+# -- bodies and redirects (docs/lifecycle.md) -----------------------------------------------
+
+
+@ENGINES
+async def test_a_body_with_a_duplicate_key_is_refused(engine: str, server: HostileServer) -> None:
+    async with client_for(server, "duplicate-keys", engine, api_key=CANARY) as client:
+        with pytest.raises(ResponseValidationError, match="'scores' appears twice"):
+            await client.score("q", ["a", "b"])
+
+
+@ENGINES
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_names_its_location_and_is_not_followed(
+    engine: str, status: int, server: HostileServer
+) -> None:
+    behaviour = f"redirect-{status}"
+    before, sent = requests_to(server, "ok"), requests_to(server, behaviour)
+    async with client_for(server, behaviour, engine, api_key=CANARY) as client:
+        with pytest.raises(APIStatusError) as raised:
+            await client.score("q", ["a", "b"])
+    message = str(raised.value)
+    assert raised.value.status_code == status
+    assert f"{server.url}/ok/v1/{MODEL}" in message
+    assert "redirects are not followed" in message
+    assert CANARY not in message
+    assert requests_to(server, "ok") == before  # the key was sent nowhere else
+    assert requests_to(server, behaviour) == sent + 1

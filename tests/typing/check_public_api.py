@@ -8,6 +8,7 @@ import httpx
 
 from rerank_async import (
     APIStatusError,
+    ClientClosedError,
     ClientStatistics,
     DeepInfraProvider,
     Limits,
@@ -146,3 +147,18 @@ async def a_fleet(documents: list[str]) -> tuple[str, str | None, int]:
         states = [replica.state for replica in replicas]
         del states
         return result.model, result.provider, result.usage.cache_hits
+
+
+async def closing_and_the_environment() -> list[float] | None:
+    client = RerankClient(trust_env=False)
+    trusted: bool = client.options.trust_env
+    del trusted
+    try:
+        return await client.score("q", ["a"])
+    except ClientClosedError as error:
+        closed: RerankError = error
+        also: RuntimeError = error
+        del closed, also
+        return None
+    finally:
+        await client.aclose()

@@ -9,8 +9,8 @@ import pytest
 from rerank_async import RerankClient
 from rerank_async._config import resolve_config
 from rerank_async._transports.aiohttp_engine import AiohttpTransport
-from rerank_async._transports.base import HttpxTransport
 from rerank_async._transports.engines import AutoTransport, open_transport
+from rerank_async._transports.httpx_engine import HttpxTransport
 
 
 def config(engine: str, http_client: httpx.AsyncClient | None = None):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from rerank_async import (
     APIStatusError,
     APITimeoutError,
     ResponseValidationError,
+    RetryBudgetExhaustedError,
     RetryPolicy,
 )
 from rerank_async._retry import (
@@ -207,3 +208,69 @@ async def test_no_retry_starts_past_the_deadline() -> None:
         await call_with_retries(attempt, decide, sleep=sleep)
     assert calls == 1  # a 30 s wait cannot fit in a 10 s budget
     assert sleep.delays == []
+
+
+class Budget:
+    """Flow control with ``left`` retries in its budget and no pause (or ``paused_until``)."""
+
+    def __init__(self, left: int, paused_until: float | None = None) -> None:
+        self.left = left
+        self.paused_until = paused_until
+
+    def take_retry(self) -> bool:
+        if self.left == 0:
+            return False
+        self.left -= 1
+        return True
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "retried"),
+    [
+        (status_error(503), 1, True),
+        (status_error(503), 3, True),
+        (status_error(503), 4, False),  # max_retries=3: the fourth failure is final
+        (status_error(400), 1, False),  # never retryable
+        (APIConnectionError("reset"), 1, True),
+    ],
+)
+def test_the_verdict_counts_attempts_and_retryability(
+    error: Exception, attempt: int, retried: bool
+) -> None:
+    decide = RetryDecision(RetryPolicy(initial_delay=0.0), 3, Budget(10), clock=zero)
+    verdict = decide(error, attempt)
+    assert verdict.retry is retried
+    assert verdict.error is error
+
+
+def test_a_spent_budget_turns_the_verdict_into_a_budget_error() -> None:
+    budget = Budget(1)
+    decide = RetryDecision(RetryPolicy(initial_delay=0.0), 5, budget, clock=zero)
+    assert decide(status_error(503), 1).retry
+    verdict = decide(status_error(503), 2)
+    assert not verdict.retry
+    assert isinstance(verdict.error, RetryBudgetExhaustedError)
+    assert budget.left == 0
+
+
+def test_the_deadline_is_checked_before_the_budget_is_drawn() -> None:
+    budget = Budget(5)
+    decide = RetryDecision(
+        RetryPolicy(initial_delay=10.0, max_delay=10.0, uniform=lambda a, b: b),
+        5, budget, deadline=5.0, clock=zero,
+    )  # fmt: skip
+    verdict = decide(status_error(503), 1)
+    assert not verdict.retry  # a 10 s wait cannot fit before the deadline at 5 s
+    assert budget.left == 5  # and it cost nothing
+
+
+def test_a_client_pause_is_waited_out_once_in_the_backoff() -> None:
+    signals = Budget(10, paused_until=2.0)
+    decide = RetryDecision(
+        RetryPolicy(initial_delay=0.1, uniform=lambda a, b: b), 5, signals, clock=zero
+    )
+    assert decide(status_error(503), 1).delay == 2.0  # the pause, not the 0.1 s backoff
+    assert decide.waited_until == 2.0
+    assert decide(status_error(503), 2).delay == pytest.approx(0.2)  # already waited out
+    signals.paused_until = 3.0  # extended: waited out again, to its new end
+    assert decide(status_error(503), 3).delay == 3.0

@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank_async._checks import check_base_url
-from rerank_async._encodable import check_encodable, check_encodable_in_slices
+from rerank_async._checks import check_base_url, check_encodable, check_encodable_in_slices
 from rerank_async._partial import PartialScores, missing_ranges
 from rerank_async._secrets import Redactor, check_api_key
 from rerank_async._transports.body import (
@@ -324,3 +323,11 @@ async def test_the_sliced_check_names_the_index_and_yields() -> None:
     assert unsliced_ticks == 0  # never yielded: under one slice
     sliced_ticks, _ = await run(250)
     assert sliced_ticks >= 2  # 1,000 non-ASCII characters in slices of 250 gave the loop turns
+
+
+def test_a_redactor_takes_several_secrets() -> None:
+    """The key and a proxy's password (and its Proxy-Authorization token) together."""
+    redactor = Redactor(KEY, "pr0xy/pw", None)
+    text = f"key {KEY} password pr0xy%2Fpw and {json.dumps('pr0xy/pw')}"
+    assert redactor.text(text) == 'key *** password *** and "***"'
+    assert b"pr0xy/pw" not in redactor.content(text.encode())
