@@ -124,3 +124,20 @@ def test_bulk_takes_base_url_repeated_for_replicas(
         assert main(argv) == 0
         assert all(server.stats()["requests"] > 0 for server in running)
     capsys.readouterr()
+
+
+async def test_each_replica_learns_its_own_limit() -> None:
+    with (
+        running_server(ServerConfig(max_in_flight=4, latency_ms=20)) as small,
+        running_server(ServerConfig(latency_ms=20)) as large,
+    ):
+        async with client_for([small.base_url, large.base_url], max_concurrency=32) as client:
+            for _ in range(3):
+                result = await client.rerank(QUERY, documents(64 * 24))
+            statistics = client.statistics()
+    assert len(result.scores) == 64 * 24
+    small_replica, large_replica = statistics.replicas
+    assert small_replica.concurrency_limit < large_replica.concurrency_limit
+    assert small_replica.state == "healthy"  # a 429 is an answer, never a reason to eject
+    # The client-wide bound stays max_concurrency; the replicas' limits do the learning.
+    assert statistics.concurrency_limit == 32
