@@ -193,3 +193,19 @@ async def test_waiting_for_down_returns_when_the_last_replica_is_ejected() -> No
 async def _send_ignoring_failure(replicas: ReplicaSet) -> None:
     with contextlib.suppress(APIConnectionError):
         await replicas.send(BATCH)
+
+
+def test_requests_about_to_end_do_not_count_as_busy() -> None:
+    from rerank_async._fleet.replicas import _Replica
+    from rerank_async._flow.adaptive import AdaptiveLimit
+
+    replica = _Replica("http://r", FakeReplica(), AdaptiveLimit(8))
+    replica.in_flight = 4
+    replica.sent_at = [0.0, 0.0, 0.9, 1.0]
+    assert replica.busy(1.0) == 4  # no latency learned yet: every request counts
+    replica.latency = 1.0
+    # Ages 1.0, 1.0 (ending), 0.1, 0.0 (young): two busy.
+    assert replica.busy(1.0) == 2
+    # Past twice the usual latency a request counts again: a replica that hangs must
+    # not look idle.
+    assert replica.busy(3.5) == 4
