@@ -92,10 +92,10 @@ class _Replica:
         "in_flight",
         "last_failure",
         "latency",
-        "sent_at",
         "limit",
         "requests",
         "sender",
+        "sent_at",
         "streak",
         "successes_since_back",
     )
