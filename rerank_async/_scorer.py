@@ -80,7 +80,7 @@ class CallScorer:
             RerankError: The call failed; ``error.partial`` holds what was scored.
         """
         primary = partial(
-            self._rerank_here,
+            self._rerank,
             query,
             documents,
             top_k=top_k,
@@ -101,42 +101,6 @@ class CallScorer:
             total_timeout=total_timeout,
             instruction=instruction,
         )
-
-    async def _rerank_here(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        top_k: int | None,
-        total_timeout: float | NotGiven | None,
-        resume: PartialScores | None,
-        spread: bool,
-        pool: PairPool | None,
-        instruction: str | NotGiven | None,
-    ) -> RerankResult:
-        """The call on this client's own endpoints, inside its span."""
-        options = self._runner.options
-        # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
-        # tracer provider is configured (see _tracing.py).
-        with rerank_span(
-            provider=self._runner.provider.name,
-            model=options.model,
-            url=options.url,
-            documents=documents,
-            top_k=top_k,
-        ) as span:
-            return span.finished(
-                await self._rerank(
-                    query,
-                    documents,
-                    top_k=top_k,
-                    total_timeout=total_timeout,
-                    resume=resume,
-                    spread=spread,
-                    pool=pool,
-                    instruction=instruction,
-                )
-            )
 
     def rerank_many(
         self,
@@ -184,46 +148,60 @@ class CallScorer:
         pool: PairPool | None,
         instruction: str | NotGiven | None,
     ) -> RerankResult:
+        """The call on this client's own endpoints, inside its span."""
         options = self._runner.options
-        call_instruction = resolve_instruction(options, self._runner.provider, instruction)
-        if call_instruction is not None:
-            # The wire carries one instruction per request: no packing with other calls.
-            pool = None
-        request = resolve_call(options, query, documents, top_k=top_k, total_timeout=total_timeout)
-        checked = request.documents
-        resume = checked_resume(resume, len(checked))
-        await check_encodable_in_slices(checked)
-        if resume is None:
-            scores, usage = await self._score(
-                request.query,
-                checked,
-                deadline_seconds=request.deadline_seconds,
-                spread=spread,
-                pool=pool,
-                instruction=call_instruction,
-            )
-        else:
-            # As few requests as possible: each one more is one more chance to fail again.
-            scores, resumed = await score_the_gaps(
-                checked,
-                resume,
-                partial(
-                    self._score,
-                    request.query,
-                    deadline_seconds=request.deadline_seconds,
-                    spread=False,
-                    instruction=call_instruction,
-                ),
-            )
-            usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
-        return RerankResult.build(
-            model=options.model,
-            documents=checked,
-            scores=scores,
-            top_k=top_k,
-            usage=usage,
+        # One CLIENT span per call, from its Usage and outcome; a shared no-op unless a
+        # tracer provider is configured (see _tracing.py).
+        with rerank_span(
             provider=self._runner.provider.name,
-        )
+            model=options.model,
+            url=options.url,
+            documents=documents,
+            top_k=top_k,
+        ) as span:
+            call_instruction = resolve_instruction(options, self._runner.provider, instruction)
+            if call_instruction is not None:
+                # The wire carries one instruction per request: no packing with other calls.
+                pool = None
+            request = resolve_call(
+                options, query, documents, top_k=top_k, total_timeout=total_timeout
+            )
+            checked = request.documents
+            resume = checked_resume(resume, len(checked))
+            await check_encodable_in_slices(checked)
+            if resume is None:
+                scores, usage = await self._score(
+                    request.query,
+                    checked,
+                    deadline_seconds=request.deadline_seconds,
+                    spread=spread,
+                    pool=pool,
+                    instruction=call_instruction,
+                )
+            else:
+                # As few requests as possible: each one more is one more chance to fail again.
+                scores, resumed = await score_the_gaps(
+                    checked,
+                    resume,
+                    partial(
+                        self._score,
+                        request.query,
+                        deadline_seconds=request.deadline_seconds,
+                        spread=False,
+                        instruction=call_instruction,
+                    ),
+                )
+                usage = (resumed or Usage()).model_copy(update={"documents": len(checked)})
+            return span.finished(
+                RerankResult.build(
+                    model=options.model,
+                    documents=checked,
+                    scores=scores,
+                    top_k=top_k,
+                    usage=usage,
+                    provider=self._runner.provider.name,
+                )
+            )
 
     async def _score(
         self,
