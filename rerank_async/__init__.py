@@ -32,7 +32,14 @@ from ._exceptions import (
 )
 from ._long_documents import LongDocuments
 from ._many import RerankOutcome, RerankRequest
-from ._models import ClientStatistics, RankedDocument, RequestRecord, RerankResult, Usage
+from ._models import (
+    ClientStatistics,
+    EndpointStatistics,
+    RankedDocument,
+    RequestRecord,
+    RerankResult,
+    Usage,
+)
 from ._options import Limits, RetryPolicy
 from ._partial import PartialScores
 from ._retry import RETRYABLE_STATUS_CODES
@@ -54,6 +61,7 @@ __all__ = [
     "ClientStatistics",
     "DeadlineExceededError",
     "DeepInfraProvider",
+    "EndpointStatistics",
     "HttpEngine",
     "Limits",
     "LongDocuments",

@@ -124,6 +124,7 @@ class ClientOptions:
             retry_budget_ratio=self.retry.budget_ratio,
             retry_budget_floor=self.retry.budget_per_second,
             max_pause=self.retry.max_retry_after,
+            outage_patience=self.retry.outage_patience if self.max_retries > 0 else 0.0,
         )
 
     # The client's defaults for instructions and long documents (see RerankClient).

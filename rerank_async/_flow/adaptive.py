@@ -80,6 +80,8 @@ class Ticket:
     level: int
     epoch: int
     sent_at: float | None = None
+    documents: int = 0
+    probe: int = 0  # the outage probe's number (``OutageGate``); 0 for any other request
 
 
 class AdaptiveLimit:
@@ -140,6 +142,17 @@ class AdaptiveLimit:
         """The most the limit may reach."""
         return self._ceiling
 
+    def widen(self, limit: int) -> None:
+        """Raise the limit to ``limit`` (at most the ceiling) during the first wave."""
+        if self._slow_start and limit > self._limit:
+            self._limit = float(min(limit, self._ceiling))
+            self._slow_start = self._limit < self._ceiling
+
+    @property
+    def in_slow_start(self) -> bool:
+        """Whether no overload signal has come yet (the limit doubles per round trip)."""
+        return self._slow_start
+
     def on_send(self, in_flight: int) -> Ticket:
         """Stamp a request that just took a slot; ``in_flight`` counts it too."""
         return Ticket(level=max(1, in_flight), epoch=self._epoch)
@@ -147,8 +160,13 @@ class AdaptiveLimit:
     def on_success(self, ticket: Ticket) -> None:
         """A request was answered: grow if the limit was in use when it was sent."""
         self._outcomes.append((ticket.level, False))
-        # Netflix's "app-limited" check: a limit nobody fills proves nothing.
-        if 2 * ticket.level < self._limit or self._limit >= self._ceiling:
+        if self._limit >= self._ceiling:
+            return
+        # Netflix's "app-limited" check: a limit nobody fills proves nothing. Before the
+        # first overload signal nothing has pushed back, and the limit grows anyway, so
+        # that a client's first wide call meets the ceiling, not a limit its narrow
+        # calls never tested.
+        if 2 * ticket.level < self._limit and not self._slow_start:
             return
         if self._slow_start:
             step = 1.0  # one slot per answer: doubling every round trip
@@ -159,6 +177,22 @@ class AdaptiveLimit:
         self._limit = min(float(self._ceiling), self._limit + step)
         if self._limit >= self._ceiling:
             self._slow_start = False
+
+    def on_queueing(self, ticket: Ticket, ratio: float) -> LimitChange:
+        """Answers take ``ratio`` times their no-load latency: the server queues them.
+
+        A server that queues instead of refusing sends no 429; its answers slow
+        down as concurrency passes its capacity. As Netflix's gradient limit does,
+        the limit is scaled by no-load over measured latency, plus one request of
+        queue so the server never idles, once per epoch like any cut.
+        """
+        if ticket.epoch != self._epoch or ratio <= 1.0:
+            return LimitChange.NONE
+        target = max(1, math.floor(self._limit / ratio) + 1)
+        if target >= self.limit:
+            return LimitChange.NONE
+        self._note_wall(target)
+        return self._set(target, LimitChange.DECREASE)
 
     def on_neutral(self, ticket: Ticket) -> None:
         """A request failed in a way that says nothing about load (a 400, a bad body)."""

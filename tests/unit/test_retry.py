@@ -121,6 +121,7 @@ class Paused:
 
     def __init__(self, until: float) -> None:
         self.paused_until: float | None = until
+        self.in_outage = False
 
     def take_retry(self) -> bool:
         return True

@@ -1,0 +1,209 @@
+"""``EndpointModel``: what the answers say about the endpoint, fitted as it runs.
+
+Every answered request is a sample: how many documents it carried, how many
+requests were in flight when it was sent (its level), and how long it took. From
+them the model keeps:
+
+* the latency of one request without queueing, ``fixed + per_document * n``: a
+  line through the fastest recent answer of each request size (the fastest is
+  the one that did not queue; TCP Vegas takes the minimum RTT as its no-load
+  latency for the same reason);
+* the tail: the share of answers slower than ``_TAIL_SLOW`` times that line,
+  and how much slower they are on average ("The Tail at Scale": a call of k
+  requests waits for the slowest of k);
+* the capacity: the highest level whose answers still come back near the line.
+  Above it the server queues (a server that queues instead of refusing looks,
+  from outside, like one that got slow);
+* the answer rate of the last second and the smoothed latency, which the
+  adaptive limit reads (Little's law) and the cool-down after overload uses.
+
+The class does no I/O and reads no clock: times are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["EndpointEstimate", "EndpointModel"]
+
+# Answers of the last second make a rate worth trusting once there are this many.
+_RATE_WINDOW_S: Final = 1.0
+_MIN_ANSWERS_FOR_RATE: Final = 8
+# Samples kept per size class (sizes grouped by powers of two), and in all.
+_PER_SIZE: Final = 256
+_RECENT: Final = 256
+# An answer this many times the no-load line is in the tail; a level whose median
+# answer is this many times the line is queueing.
+_TAIL_SLOW: Final = 1.5
+_QUEUEING: Final = 1.5
+# The fit is refreshed after this many answers (every answer before that many).
+_REFIT_EVERY: Final = 16
+# Latest answers whose median latency ratio the latency-based limit reads.
+_GRADIENT_WINDOW: Final = 16
+# Answers needed below and above a level before it can be called the knee, and the
+# most answers the best split may misplace.
+_MIN_AT_LEVEL: Final = 4
+_MISPLACED_SHARE: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointEstimate:
+    """The fitted model at one moment (``RerankClient.statistics().endpoint``).
+
+    Attributes:
+        fixed_s: Seconds one request takes whatever its size (no queueing).
+        per_document_s: Seconds each document adds; ``None`` until two request
+            sizes have been seen.
+        tail_share: Share of answers slower than 1.5x the fitted line.
+        tail_ratio: How many times the line those slow answers took, on average.
+        capacity: Requests in flight above which answers slow down (the server
+            queues); ``None`` while no slowdown has been seen.
+        samples: Answers the model has learnt from.
+    """
+
+    fixed_s: float
+    per_document_s: float | None
+    tail_share: float
+    tail_ratio: float
+    capacity: int | None
+    samples: int
+
+    def latency(self, documents: int) -> float:
+        """Expected seconds for one request of ``documents``, without queueing."""
+        return self.fixed_s + (self.per_document_s or 0.0) * documents
+
+
+class EndpointModel:
+    """Learns an endpoint's latency by request size, its tail and its capacity."""
+
+    def __init__(self) -> None:
+        self.smoothed = 0.0  # seconds per answer, EWMA 1/8 like TCP's SRTT
+        self._answered: deque[float] = deque()  # answer times in the last second
+        self._by_size: dict[int, deque[tuple[int, float]]] = {}  # class -> (docs, seconds)
+        self._recent: deque[tuple[int, int, float]] = deque(maxlen=_RECENT)
+        self._samples = 0
+        self._cached: EndpointEstimate | None = None
+        # Latest answers' latency over the fitted line, for the latency-based limit.
+        self._ratios: deque[float] = deque(maxlen=_GRADIENT_WINDOW)
+
+    def on_answer(self, now: float, elapsed: float | None, *, documents: int, level: int) -> None:
+        """Learn from one answer: at ``now``, after ``elapsed`` seconds, of ``documents``."""
+        self._answered.append(now)
+        if elapsed is None or not math.isfinite(elapsed) or elapsed < 0:
+            return
+        self.smoothed = elapsed if self.smoothed == 0 else 0.875 * self.smoothed + 0.125 * elapsed
+        if documents <= 0:
+            return
+        size = self._by_size.setdefault(documents.bit_length(), deque(maxlen=_PER_SIZE))
+        size.append((documents, elapsed))
+        self._recent.append((documents, level, elapsed))
+        self._samples += 1
+        if self._samples < _REFIT_EVERY or self._samples % _REFIT_EVERY == 0:
+            self._cached = None  # refitted on the next read; often while samples are few
+        line = self.estimate()
+        if line is not None:
+            self._ratios.append(elapsed / max(line.latency(documents), 1e-6))
+
+    def forget_queueing(self) -> None:
+        """Start the latency window afresh (the limit just moved: old answers are stale)."""
+        self._ratios.clear()
+
+    def queueing(self) -> float | None:
+        """The latest answers' median latency over the no-load line, when they queue.
+
+        About 1 on an idle server; k when every request waits behind k - 1 others
+        (Netflix's gradient limit reads the inverse, no-load over measured RTT).
+        ``None`` until there are enough answers, or while the ratio is below
+        ``_QUEUEING``.
+        """
+        if len(self._ratios) < _GRADIENT_WINDOW:
+            return None
+        ratio = statistics.median(self._ratios)
+        return ratio if ratio >= _QUEUEING else None
+
+    def sustainable(self, now: float) -> int | None:
+        """Concurrency that the answers of the last second need (Little's law).
+
+        ``0`` when nothing was answered in that second; ``None`` when the answers
+        span less than two round trips, which tells a burst, not a rate.
+        """
+        answers = self._answered
+        while answers and answers[0] < now - _RATE_WINDOW_S:
+            answers.popleft()
+        if not answers:
+            return 0
+        span = now - answers[0]
+        if len(answers) < _MIN_ANSWERS_FOR_RATE or self.smoothed <= 0:
+            return None
+        if span <= 0 or span < 2 * self.smoothed:
+            return None
+        return max(1, math.ceil(len(answers) / span * self.smoothed))
+
+    def estimate(self) -> EndpointEstimate | None:
+        """The fitted model, or ``None`` before any answer with documents."""
+        if self._cached is None and self._samples:
+            self._cached = self._fit()
+        return self._cached
+
+    def _fit(self) -> EndpointEstimate:
+        # The fastest answer of each size class: the one that did not queue.
+        points = [min(samples, key=lambda s: s[1]) for samples in self._by_size.values()]
+        fixed, per_document = _line(points)
+        line = EndpointEstimate(fixed, per_document, 0.0, 1.0, None, self._samples)
+        ratios = [(level, seconds / max(line.latency(docs), 1e-6))
+                  for docs, level, seconds in self._recent]  # fmt: skip
+        capacity = _knee(ratios)
+        unqueued = [r for level, r in ratios if capacity is None or level <= capacity]
+        slow = [r for r in unqueued if r > _TAIL_SLOW]
+        return EndpointEstimate(
+            fixed_s=fixed,
+            per_document_s=per_document,
+            tail_share=len(slow) / len(unqueued) if unqueued else 0.0,
+            tail_ratio=statistics.fmean(slow) if slow else 1.0,
+            capacity=capacity,
+            samples=self._samples,
+        )
+
+
+def _line(points: list[tuple[int, float]]) -> tuple[float, float | None]:
+    """Least squares through ``(documents, seconds)``; one size gives a constant."""
+    if len(points) < 2:
+        return points[0][1], None
+    xs = [float(docs) for docs, _ in points]
+    ys = [seconds for _, seconds in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    slope = max(slope, 0.0)
+    fixed = max(min(ys) * 0.05, mean_y - slope * mean_x)
+    return fixed, slope
+
+
+def _knee(ratios: list[tuple[int, float]]) -> int | None:
+    """The level that best splits fast answers (at or below it) from queued ones (above).
+
+    Every split is scored by the answers it gets wrong (a queued answer below, a
+    fast one above); the best wins if it gets few wrong and has queued answers to
+    stand on. A FIFO server of capacity 8 sent 19 requests at once answers levels
+    1-8 in one service time, 9-16 in two, 17-19 in three: the split is at 8.
+    """
+    ordered = sorted(ratios)
+    queued = [ratio >= _QUEUEING for _, ratio in ordered]
+    best: tuple[int, int] | None = None  # (answers misplaced, level)
+    wrong_below, wrong_above = 0, sum(not q for q in queued)
+    for index, (level, _) in enumerate(ordered):
+        if index >= _MIN_AT_LEVEL and ordered[index - 1][0] != level:
+            above = len(ordered) - index
+            if above >= _MIN_AT_LEVEL and above - wrong_above >= _MIN_AT_LEVEL:
+                misplaced = wrong_below + wrong_above
+                if best is None or misplaced <= best[0]:
+                    best = (misplaced, level - 1)
+        wrong_below += queued[index]
+        wrong_above -= not queued[index]
+    if best is None or best[0] > _MISPLACED_SHARE * len(ordered):
+        return None
+    return max(1, best[1])
