@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -132,10 +133,10 @@ async def _semaphore_loop(
         return len(docs) / (time.perf_counter() - started)
 
 
-async def queueing() -> dict[str, Any]:
+async def queueing(**options: Any) -> dict[str, Any]:
     config = ServerConfig(latency_ms=20, capacity=8)
     with running_server(config) as server:
-        async with _client(server.base_url) as client:
+        async with _client(server.base_url, **options) as client:
             alone = [await _timed(client, f"alone {i}", documents(10, f"a{i}")) for i in range(15)]
             big = asyncio.ensure_future(client.score("big", documents(50_000, "big")))
             await asyncio.sleep(0.3)
@@ -190,6 +191,7 @@ SCENARIOS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "fixed": fixed,
     "cold_start": cold_start,
     "queueing": queueing,
+    "queueing_c8": partial(queueing, max_concurrency=8),
     "outage": outage,
 }
 

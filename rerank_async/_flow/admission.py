@@ -28,7 +28,6 @@ from .._exceptions import (
 from .adaptive import AdaptiveLimit, LimitChange, Ticket
 from .clock import EventLoopClock
 from .endpoint_model import EndpointEstimate, EndpointModel
-from .first_wave import FirstWave
 from .latency_window import LatencyWindow
 from .limiter import FairLimiter
 from .outage import OutageGate
@@ -80,7 +79,6 @@ class Admission:
         ceiling = settings.max_concurrency
         self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
         self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
-        self._wave = FirstWave(self._adaptive, clock=clock, sleep=sleep)
         self._pause = SharedPause(max_pause=settings.max_pause, clock=clock, sleep=sleep)
         bucket = partial(_bucket, clock=clock, sleep=sleep)
         self._requests = bucket(settings.max_requests_per_minute)
@@ -178,9 +176,6 @@ class Admission:
         instead of sending a request the server has just said it cannot take.
         """
         while True:
-            if self._wave.active and self._slots.in_use >= self._slots.total:
-                await self._wave.widen()
-                self._follow()
             level = await self._slots.acquire(owner)
             if self._slots.in_use <= self._slots.total:
                 return level
@@ -275,7 +270,6 @@ class Admission:
             self._tokens.correct(estimated_tokens, used_tokens)
         self._pause.on_answer()
         self._outage.on_answer()
-        self._wave.end()
         now = self._clock()
         elapsed = now - ticket.sent_at if ticket.sent_at is not None else None
         endpoint = self._endpoint
@@ -284,9 +278,9 @@ class Admission:
             self._latencies.add(elapsed)
         if self._adaptive is not None:
             self._adaptive.on_success(ticket)
-            queueing = endpoint.queueing()
-            if queueing and self._adaptive.on_queueing(ticket, queueing) is LimitChange.DECREASE:
-                endpoint.forget_queueing()
+            estimate = endpoint.estimate()
+            if estimate is not None and estimate.capacity is not None:
+                self._adaptive.on_capacity(ticket, estimate.capacity)
             self._follow()
         if limit_reset_s is not None:
             self._pause.pause_for(limit_reset_s)
@@ -298,7 +292,6 @@ class Admission:
 
         Called once per failure, inside the ``admitted`` block that holds the slot.
         """
-        self._wave.end()
         if is_overload(error) and not isinstance(error, RateLimitError):
             self._outage.on_failure(probe=ticket.probe)
         if is_overload(error):
@@ -315,9 +308,7 @@ class Admission:
         return AdmissionStatistics(
             concurrency_limit=self._slots.total,
             in_flight=self._slots.in_use,
-            waiting=sum(
-                (self._slots.waiting, self._pause.waiting, self._outage.waiting, self._wave.waiting)
-            ),
+            waiting=sum((self._slots.waiting, self._pause.waiting, self._outage.waiting)),
             retry_budget_left=self._budget.left() if self._budget is not None else None,
             paused_until=self._pause.until,
             requests_this_minute=_used(self._requests),

@@ -11,9 +11,13 @@ them the model keeps:
 * the tail: the share of answers slower than ``_TAIL_SLOW`` times that line,
   and how much slower they are on average ("The Tail at Scale": a call of k
   requests waits for the slowest of k);
-* the capacity: the highest level whose answers still come back near the line.
-  Above it the server queues (a server that queues instead of refusing looks,
-  from outside, like one that got slow);
+* the capacity: the level above which answers of one size come back a step
+  slower. A server that queues instead of refusing looks, from outside, like one
+  that got slow: sent k at once, a FIFO server of capacity c answers levels 1..c
+  after one service time, c+1..2c after two. The steps are measured as
+  differences, not ratios: a busy client reads every answer of a burst late by
+  the same offset (starting a 50,000-document call delayed them by 110 ms,
+  against a 20 ms step, measured);
 * the answer rate of the last second and the smoothed latency, which the
   adaptive limit reads (Little's law) and the cool-down after overload uses.
 
@@ -36,18 +40,17 @@ _MIN_ANSWERS_FOR_RATE: Final = 8
 # Samples kept per size class (sizes grouped by powers of two), and in all.
 _PER_SIZE: Final = 256
 _RECENT: Final = 256
-# An answer this many times the no-load line is in the tail; a level whose median
-# answer is this many times the line is queueing.
+# An answer this many times the no-load line is in the tail.
 _TAIL_SLOW: Final = 1.5
-_QUEUEING: Final = 1.5
 # The fit is refreshed after this many answers (every answer before that many).
 _REFIT_EVERY: Final = 16
-# Latest answers whose median latency ratio the latency-based limit reads.
-_GRADIENT_WINDOW: Final = 16
-# Answers needed below and above a level before it can be called the knee, and the
-# most answers the best split may misplace.
-_MIN_AT_LEVEL: Final = 4
-_MISPLACED_SHARE: Final = 0.1
+# A queueing step: the answers just above a level are slower than those just below
+# it by at least this share of the fastest answer of that size or smaller (a lower
+# bound of one service time), judged on the medians of this many levels each side,
+# each with at least _MIN_SIDE answers.
+_STEP_SHARE: Final = 0.5
+_STEP_LEVELS: Final = 4
+_MIN_SIDE: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +90,8 @@ class EndpointModel:
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=_RECENT)
         self._samples = 0
         self._cached: EndpointEstimate | None = None
-        # Latest answers' latency over the fitted line, for the latency-based limit.
-        self._ratios: deque[float] = deque(maxlen=_GRADIENT_WINDOW)
+        # The lowest knee found (see _fit).
+        self._capacity: int | None = None
 
     def on_answer(self, now: float, elapsed: float | None, *, documents: int, level: int) -> None:
         """Learn from one answer: at ``now``, after ``elapsed`` seconds, of ``documents``."""
@@ -104,26 +107,6 @@ class EndpointModel:
         self._samples += 1
         if self._samples < _REFIT_EVERY or self._samples % _REFIT_EVERY == 0:
             self._cached = None  # refitted on the next read; often while samples are few
-        line = self.estimate()
-        if line is not None:
-            self._ratios.append(elapsed / max(line.latency(documents), 1e-6))
-
-    def forget_queueing(self) -> None:
-        """Start the latency window afresh (the limit just moved: old answers are stale)."""
-        self._ratios.clear()
-
-    def queueing(self) -> float | None:
-        """The latest answers' median latency over the no-load line, when they queue.
-
-        About 1 on an idle server; k when every request waits behind k - 1 others
-        (Netflix's gradient limit reads the inverse, no-load over measured RTT).
-        ``None`` until there are enough answers, or while the ratio is below
-        ``_QUEUEING``.
-        """
-        if len(self._ratios) < _GRADIENT_WINDOW:
-            return None
-        ratio = statistics.median(self._ratios)
-        return ratio if ratio >= _QUEUEING else None
 
     def sustainable(self, now: float) -> int | None:
         """Concurrency that the answers of the last second need (Little's law).
@@ -156,7 +139,13 @@ class EndpointModel:
         line = EndpointEstimate(fixed, per_document, 0.0, 1.0, None, self._samples)
         ratios = [(level, seconds / max(line.latency(docs), 1e-6))
                   for docs, level, seconds in self._recent]  # fmt: skip
-        capacity = _knee(ratios)
+        # The lowest knee seen stands: once the limit sits near it, answers come from
+        # levels too close together to show a step, and a burst that reaches past it
+        # again while the client is busy shows smeared, higher steps.
+        knee = _knee(self._recent, self._by_size)
+        if knee is not None and (self._capacity is None or knee < self._capacity):
+            self._capacity = knee
+        capacity = self._capacity
         unqueued = [r for level, r in ratios if capacity is None or level <= capacity]
         slow = [r for r in unqueued if r > _TAIL_SLOW]
         return EndpointEstimate(
@@ -183,27 +172,33 @@ def _line(points: list[tuple[int, float]]) -> tuple[float, float | None]:
     return fixed, slope
 
 
-def _knee(ratios: list[tuple[int, float]]) -> int | None:
-    """The level that best splits fast answers (at or below it) from queued ones (above).
+def _knee(
+    recent: deque[tuple[int, int, float]], by_size: dict[int, deque[tuple[int, float]]]
+) -> int | None:
+    """The lowest level past which answers of the commonest recent size get a step slower."""
+    sizes: dict[int, list[tuple[int, float]]] = {}
+    for docs, level, seconds in recent:
+        sizes.setdefault(docs.bit_length(), []).append((level, seconds))
+    size, samples = max(sizes.items(), key=lambda item: len(item[1]))
+    fastest = min(min(s for _, s in kept) for key, kept in by_size.items() if key <= size)
+    step = _STEP_SHARE * fastest
+    by_level: dict[int, list[float]] = {}
+    for level, seconds in samples:
+        by_level.setdefault(level, []).append(seconds)
+    for level in sorted(by_level):
+        below = _around(by_level, level - _STEP_LEVELS + 1, level)
+        above = _around(by_level, level + 1, level + _STEP_LEVELS)
+        if len(below) < _MIN_SIDE or len(above) < _MIN_SIDE:
+            continue
+        if statistics.median(above) - statistics.median(below) < step:
+            continue
+        # A step, and not a lone slow level: everything above stays slower.
+        low = [s for at, kept in by_level.items() if at <= level for s in kept]
+        high = [s for at, kept in by_level.items() if at > level for s in kept]
+        if statistics.median(high) - statistics.median(low) >= step:
+            return level
+    return None
 
-    Every split is scored by the answers it gets wrong (a queued answer below, a
-    fast one above); the best wins if it gets few wrong and has queued answers to
-    stand on. A FIFO server of capacity 8 sent 19 requests at once answers levels
-    1-8 in one service time, 9-16 in two, 17-19 in three: the split is at 8.
-    """
-    ordered = sorted(ratios)
-    queued = [ratio >= _QUEUEING for _, ratio in ordered]
-    best: tuple[int, int] | None = None  # (answers misplaced, level)
-    wrong_below, wrong_above = 0, sum(not q for q in queued)
-    for index, (level, _) in enumerate(ordered):
-        if index >= _MIN_AT_LEVEL and ordered[index - 1][0] != level:
-            above = len(ordered) - index
-            if above >= _MIN_AT_LEVEL and above - wrong_above >= _MIN_AT_LEVEL:
-                misplaced = wrong_below + wrong_above
-                if best is None or misplaced <= best[0]:
-                    best = (misplaced, level - 1)
-        wrong_below += queued[index]
-        wrong_above -= not queued[index]
-    if best is None or best[0] > _MISPLACED_SHARE * len(ordered):
-        return None
-    return max(1, best[1])
+
+def _around(by_level: dict[int, list[float]], first: int, last: int) -> list[float]:
+    return [s for at in range(first, last + 1) for s in by_level.get(at, ())]

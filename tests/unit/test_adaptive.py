@@ -62,21 +62,13 @@ def test_an_unused_limit_does_not_grow_once_something_pushed_back() -> None:
     assert limit.limit == 8
 
 
-def test_queueing_scales_the_limit_by_latency_once_per_epoch() -> None:
+def test_a_capacity_from_latency_caps_the_limit_once_per_epoch() -> None:
     limit = AdaptiveLimit(32, initial=32)
     ticket = limit.on_send(32)
-    assert limit.on_queueing(ticket, 4.0) is LimitChange.DECREASE
-    assert limit.limit == 9  # 32 / 4 + one request of queue
-    assert limit.on_queueing(ticket, 4.0) is LimitChange.NONE  # the same burst, once
-    assert limit.on_queueing(limit.on_send(9), 1.0) is LimitChange.NONE
-
-
-def test_widen_raises_the_limit_only_in_slow_start() -> None:
-    limit = AdaptiveLimit(64)
-    limit.widen(32)
-    assert limit.limit == 32
-    limit.widen(1000)
-    assert limit.limit == 64
+    assert limit.on_capacity(ticket, 8) is LimitChange.DECREASE
+    assert limit.limit == 8  # nothing queues at the server: the client's fair queue decides
+    assert limit.on_capacity(ticket, 4) is LimitChange.NONE  # the same burst, once
+    assert limit.on_capacity(limit.on_send(8), 8) is LimitChange.NONE
 
 
 def test_capacity_failures_at_the_top_retreat_below_the_failing_level() -> None:
