@@ -190,7 +190,9 @@ def _knee(
         above = _around(by_level, level + 1, level + _STEP_LEVELS)
         if len(below) < _MIN_SIDE or len(above) < _MIN_SIDE:
             continue
-        if statistics.median(above) - statistics.median(below) < step:
+        # Every answer just above is slower: a window that straddles the step would
+        # put it a level or two early on medians alone.
+        if min(above) - statistics.median(below) < step:
             continue
         # A step, and not a lone slow level: everything above stays slower.
         low = [s for at, kept in by_level.items() if at <= level for s in kept]

@@ -208,3 +208,46 @@ async def test_no_retry_starts_past_the_deadline() -> None:
         await call_with_retries(attempt, decide, sleep=sleep)
     assert calls == 1  # a 30 s wait cannot fit in a 10 s budget
     assert sleep.delays == []
+
+
+class Outage:
+    """Flow control that is waiting out an outage; no pause, no budget."""
+
+    paused_until: float | None = None
+    in_outage = True
+
+    def take_retry(self) -> bool:
+        return True
+
+
+def test_attempts_failed_during_an_outage_are_retried_at_the_gate_and_not_counted() -> None:
+    decide = RetryDecision(RetryPolicy(), 2, Outage(), clock=zero)
+    for attempt in range(1, 50):
+        verdict = decide(status_error(503), attempt)
+        assert (verdict.retry, verdict.delay, verdict.reason) == (True, 0.0, "outage")
+    Outage.in_outage = False
+    try:
+        # Over: the attempts before it still count, not the 49 during it.
+        assert decide(status_error(503), 50).retry
+        assert decide(status_error(503), 51).retry
+        assert decide(status_error(503), 52).reason == "attempts"
+    finally:
+        Outage.in_outage = True
+
+
+@pytest.mark.parametrize(
+    ("error", "max_retries", "deadline", "reason"),
+    [
+        (status_error(400), 2, 10.0, "final"),  # never retryable
+        (status_error(429), 0, 10.0, "attempts"),  # a rate limit is not an outage
+        (status_error(503), 0, 10.0, "attempts"),  # max_retries=0: no retries at all
+        (status_error(503), 2, 0.0, "deadline"),  # the call's deadline still holds
+    ],
+)
+def test_what_an_outage_does_not_forgive(
+    error: Exception, max_retries: int, deadline: float, reason: str
+) -> None:
+    decide = RetryDecision(RetryPolicy(), max_retries, Outage(), deadline=deadline, clock=zero)
+    verdict = decide(error, 1)
+    assert not verdict.retry
+    assert verdict.reason == reason
