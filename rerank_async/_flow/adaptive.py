@@ -184,6 +184,12 @@ class AdaptiveLimit:
         self._note_wall(target)
         return self._set(target, LimitChange.DECREASE)
 
+    def forget_wall(self) -> None:
+        """A wall turned out false (a capacity withdrawn): regrow as a fresh limit does."""
+        self._retreated_to = None
+        self._probe_slowdown = _PROBE_SLOWDOWN
+        self._slow_start = self._limit < self._ceiling
+
     def on_neutral(self, ticket: Ticket) -> None:
         """A request failed in a way that says nothing about load (a 400, a bad body)."""
         del ticket  # neither growth nor a signal

@@ -114,8 +114,7 @@ class Admission:
         """Wait an outage out for at most ``seconds`` from now on."""
         self._outage.patience = seconds
 
-    def endpoint(self) -> EndpointEstimate | None:
-        """The fitted model of the endpoint (latency by size, tail, capacity), once known."""
+    def endpoint(self) -> EndpointEstimate | None:  # the fitted model, once known
         return self._endpoint.estimate()
 
     @asynccontextmanager
@@ -278,9 +277,11 @@ class Admission:
             self._latencies.add(elapsed)
         if self._adaptive is not None:
             self._adaptive.on_success(ticket)
-            estimate = endpoint.estimate()
-            if estimate is not None and estimate.capacity is not None:
-                self._adaptive.on_capacity(ticket, estimate.capacity)
+            capacity = endpoint.capacity()
+            if capacity is not None:
+                self._adaptive.on_capacity(ticket, capacity)
+            elif endpoint.take_withdrawn():
+                self._adaptive.forget_wall()
             self._follow()
         if limit_reset_s is not None:
             self._pause.pause_for(limit_reset_s)

@@ -44,6 +44,10 @@ _RECENT: Final = 256
 _TAIL_SLOW: Final = 1.5
 # The fit is refreshed after this many answers (every answer before that many).
 _REFIT_EVERY: Final = 16
+# A capacity is judged on this many answers sent within it: it stays if they came
+# at this share or more of the documents per second answered when it was found.
+_TRIAL_ANSWERS: Final = 16
+_TRIAL_KEEP: Final = 0.75
 # A queueing step: the answers just above a level are slower than those just below
 # it by at least this share of the fastest answer of that size or smaller (a lower
 # bound of one service time), judged on the medians of this many levels each side,
@@ -85,17 +89,24 @@ class EndpointModel:
 
     def __init__(self) -> None:
         self.smoothed = 0.0  # seconds per answer, EWMA 1/8 like TCP's SRTT
-        self._answered: deque[float] = deque()  # answer times in the last second
+        self._answered: deque[tuple[float, int]] = deque()  # (time, documents), last second
         self._by_size: dict[int, deque[tuple[int, float]]] = {}  # class -> (docs, seconds)
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=_RECENT)
         self._samples = 0
         self._cached: EndpointEstimate | None = None
-        # The lowest knee found (see _fit).
+        # The lowest knee found (see _fit), and its trial: documents answered per second
+        # when it was found, and (time, documents) of the answers sent within it since.
         self._capacity: int | None = None
+        self._trial: tuple[float, list[tuple[float, int]]] | None = None
+        self._knees_from = 0  # samples before which no knee is looked for
+        self._withdrawn = False
 
     def on_answer(self, now: float, elapsed: float | None, *, documents: int, level: int) -> None:
         """Learn from one answer: at ``now``, after ``elapsed`` seconds, of ``documents``."""
-        self._answered.append(now)
+        answers = self._answered
+        answers.append((now, documents))
+        while answers[0][0] < now - _RATE_WINDOW_S:
+            answers.popleft()
         if elapsed is None or not math.isfinite(elapsed) or elapsed < 0:
             return
         self.smoothed = elapsed if self.smoothed == 0 else 0.875 * self.smoothed + 0.125 * elapsed
@@ -105,8 +116,47 @@ class EndpointModel:
         size.append((documents, elapsed))
         self._recent.append((documents, level, elapsed))
         self._samples += 1
+        trial, capacity = self._trial, self._capacity
+        if trial is not None and capacity is not None and level <= capacity:
+            trial[1].append((now, documents))  # sent once the limit had come down to it
+            if len(trial[1]) >= _TRIAL_ANSWERS:
+                self._judge_trial(trial[0], trial[1])
         if self._samples < _REFIT_EVERY or self._samples % _REFIT_EVERY == 0:
             self._cached = None  # refitted on the next read; often while samples are few
+
+    def _judge_trial(self, before: float, answers: list[tuple[float, int]]) -> None:
+        """Keep a capacity only if the endpoint answers as fast with the limit at it.
+
+        A queueing server was saturated: held to its capacity, it answers as many
+        documents per second as before. A busy client reading a healthy server's
+        burst late can fake a step; held to that false capacity, the endpoint
+        answers far fewer. Such a capacity is withdrawn, and no knee is looked for
+        until the samples that showed it have left the window.
+        """
+        self._trial = None
+        span = answers[-1][0] - answers[0][0]
+        after = sum(docs for _, docs in answers) / span if span > 0 else math.inf
+        if after >= _TRIAL_KEEP * before:
+            return
+        self._capacity = None
+        self._withdrawn = True
+        self._knees_from = self._samples + _RECENT
+        self._cached = None
+
+    def capacity(self) -> int | None:
+        """The capacity found, once the fit has one."""
+        estimate = self.estimate()
+        return estimate.capacity if estimate is not None else None
+
+    def take_withdrawn(self) -> bool:
+        """Whether a capacity was withdrawn since the last call (the limit may regrow)."""
+        withdrawn, self._withdrawn = self._withdrawn, False
+        return withdrawn
+
+    def _documents_per_second(self) -> float:
+        answers = self._answered
+        span = answers[-1][0] - answers[0][0] if answers else 0.0
+        return sum(docs for _, docs in answers) / span if span > 0 else 0.0
 
     def sustainable(self, now: float) -> int | None:
         """Concurrency that the answers of the last second need (Little's law).
@@ -115,11 +165,11 @@ class EndpointModel:
         span less than two round trips, which tells a burst, not a rate.
         """
         answers = self._answered
-        while answers and answers[0] < now - _RATE_WINDOW_S:
+        while answers and answers[0][0] < now - _RATE_WINDOW_S:
             answers.popleft()
         if not answers:
             return 0
-        span = now - answers[0]
+        span = now - answers[0][0]
         if len(answers) < _MIN_ANSWERS_FOR_RATE or self.smoothed <= 0:
             return None
         if span <= 0 or span < 2 * self.smoothed:
@@ -142,9 +192,10 @@ class EndpointModel:
         # The lowest knee seen stands: once the limit sits near it, answers come from
         # levels too close together to show a step, and a burst that reaches past it
         # again while the client is busy shows smeared, higher steps.
-        knee = _knee(self._recent, self._by_size)
+        knee = _knee(self._recent, self._by_size) if self._samples >= self._knees_from else None
         if knee is not None and (self._capacity is None or knee < self._capacity):
             self._capacity = knee
+            self._trial = (self._documents_per_second(), [])
         capacity = self._capacity
         unqueued = [r for level, r in ratios if capacity is None or level <= capacity]
         slow = [r for r in unqueued if r > _TAIL_SLOW]
@@ -190,9 +241,13 @@ def _knee(
         above = _around(by_level, level + 1, level + _STEP_LEVELS)
         if len(below) < _MIN_SIDE or len(above) < _MIN_SIDE:
             continue
-        # Every answer just above is slower: a window that straddles the step would
-        # put it a level or two early on medians alone.
-        if min(above) - statistics.median(below) < step:
+        # The medians either side, and the very next level too: a window that
+        # straddles the step would put it a level or two early on medians alone.
+        base = statistics.median(below)
+        if (
+            statistics.median(above) - base < step
+            or min(by_level.get(level + 1, [0.0])) - base < step
+        ):
             continue
         # A step, and not a lone slow level: everything above stays slower.
         low = [s for at, kept in by_level.items() if at <= level for s in kept]

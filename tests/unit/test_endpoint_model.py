@@ -96,3 +96,29 @@ def test_choose_width(model: EndpointEstimate, free_slots: int, expected: int) -
 def test_width_never_below_the_fewest() -> None:
     model = estimate(0.050, 0.0)
     assert choose_width(1024, fewest=32, most=128, free_slots=8, estimate=model) == 32
+
+
+def burst_from_a_fifo_server(model: EndpointModel) -> None:
+    """Small calls, then a burst of 32 to a server of capacity 8 (20 ms), read 110 ms late."""
+    for index in range(5):
+        model.on_answer(index * 0.02, 0.020, documents=10, level=1)
+    for level in range(1, 33):
+        seconds = 0.110 + 0.020 * ((level - 1) // 8 + 1)
+        model.on_answer(0.1 + seconds, seconds, documents=64, level=level)
+
+
+@pytest.mark.parametrize(("every", "kept"), [(0.0025, True), (0.05, False)])
+def test_a_capacity_stays_only_if_the_endpoint_answers_as_much_at_it(
+    every: float, kept: bool
+) -> None:
+    model = EndpointModel()
+    burst_from_a_fifo_server(model)
+    assert model.capacity() == 8
+    # Held to 8 in flight: a saturated server still answers one every 2.5 ms; a healthy
+    # server that only looked queued (a late reader) answers far fewer than before.
+    for index in range(20):
+        model.on_answer(1.0 + index * every, 0.020, documents=64, level=8)
+        model.estimate()
+    assert (model.capacity() == 8) is kept
+    assert model.take_withdrawn() is not kept
+    assert not model.take_withdrawn()  # told once
