@@ -7,9 +7,12 @@ attempt in ``admitted(...)`` and reports how it ended, once, with ``answered(...
 or ``failed(...)``; the retry decision (``_retry.RetryDecision``) reads its pause
 and takes from its budget. Every request, retry or hedge, is charged the same
 costs: a slot, one request and its tokens from the buckets. Order of the waits:
-the pause first (nothing goes out while the client is told to wait), then a
-slot, then the buckets, so that a request leaves the moment its rate share is
-granted and never sits in a bucket's queue without a slot to be sent on.
+the pause first (nothing goes out while the client is told to wait), then the
+outage gate (while the endpoint is down, one probe at a time), then a slot,
+then the buckets, so that a request leaves the moment its rate share is
+granted and never sits in a bucket's queue without a slot to be sent on. Each
+answer also teaches the endpoint's model (``EndpointModel``: latency by size,
+tail, capacity), which the runner plans with and the adaptive limit follows.
 """
 
 from __future__ import annotations
