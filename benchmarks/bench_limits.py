@@ -140,6 +140,7 @@ async def run_client(
     duplicates = 0
     options.setdefault("batch_size", BATCH)
     limits: list[int] = []
+    options = grouped(options)
     async with RerankClient(base_url=f"{root}/v1/inference", model=MODEL, **options) as client:
         for query, docs in warm_up or []:
             await client.score(query, docs)
@@ -172,6 +173,20 @@ async def run_client(
         "duplicate_outcomes": duplicates,
         "final_limit": limits[-1],
     }
+
+
+_LIMITS_FIELDS = ("adaptive_concurrency", "max_requests_per_minute", "max_tokens_per_minute")
+
+
+def grouped(options: dict[str, Any]) -> dict[str, Any]:
+    """The scenarios' flat options on the client's option objects (``Limits``, ``RetryPolicy``)."""
+    options = dict(options)
+    limits = {name: options.pop(name) for name in _LIMITS_FIELDS if name in options}
+    if limits:
+        options["limits"] = Limits(**limits)
+    if "retry_budget_ratio" in options:
+        options["retry"] = RetryPolicy(budget_ratio=options.pop("retry_budget_ratio"))
+    return options
 
 
 def _limit(client: RerankClient) -> int:
@@ -383,6 +398,7 @@ async def _open_loop(root: str, options: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     calls = [(f"web {q}", documents(100, salt=f"w{q}")) for q in range(200)]
     failures = 0
+    options = grouped(options)
     async with RerankClient(base_url=f"{root}/v1/inference", model=MODEL, **options) as client:
 
         async def one(query: str, docs: list[str]) -> None:

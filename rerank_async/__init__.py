@@ -36,6 +36,7 @@ from ._long_documents import LongDocuments
 from ._many import RerankOutcome, RerankRequest
 from ._models import (
     ClientStatistics,
+    EndpointStatistics,
     RankedDocument,
     ReplicaStatistics,
     RequestRecord,
@@ -64,6 +65,7 @@ __all__ = [
     "ClientStatistics",
     "DeadlineExceededError",
     "DeepInfraProvider",
+    "EndpointStatistics",
     "HttpEngine",
     "Limits",
     "LongDocuments",

@@ -118,6 +118,9 @@ class BatchAttempts:
         """Retry later batches with ``policy``, its budget included."""
         self._options = dataclasses.replace(self._options, retry=policy)
         self.admission.set_retry_budget(policy.budget_ratio, policy.budget_per_second)
+        self.admission.set_outage_patience(
+            policy.outage_patience if self._options.max_retries > 0 else 0.0
+        )
 
     async def _sleep(self, seconds: float) -> None:
         await self._options.retry.sleep(seconds)
@@ -165,6 +168,7 @@ class BatchAttempts:
         async with admission.admitted(
             owner,
             tokens=tokens,
+            documents=batch.n_documents,
             first_attempt=attempts[0] == 1,
             pause_waited=decide.waited_until,
         ) as ticket:

@@ -129,6 +129,7 @@ class ClientOptions:
             retry_budget_ratio=self.retry.budget_ratio,
             retry_budget_floor=self.retry.budget_per_second,
             max_pause=self.retry.max_retry_after,
+            outage_patience=self.retry.outage_patience if self.max_retries > 0 else 0.0,
         )
 
     # The client's defaults for instructions and long documents (see RerankClient).
@@ -230,7 +231,7 @@ def resolve_config(
         or os.environ.get(ENV_BASE_URL)
         or chosen_provider.base_url_default()
     )
-    # --- caps, instructions and long documents (the provider's documented limits)
+    # Caps, instructions and long documents: the provider's documented limits.
     document_cap = chosen_provider.caps(resolved_model).documents
     if document_cap is not None:
         # A request over the service's documented cap only fails; plan at most the cap.
@@ -240,7 +241,6 @@ def resolve_config(
     chosen_provider, policy = _resolve_long_documents(
         long_documents, chosen_provider, resolved_model
     )
-    # --- end of caps, instructions and long documents
     resolved_key = _resolve_api_key(api_key, chosen_provider.api_key_env_vars)
     options = ClientOptions(
         model=resolved_model,

@@ -29,6 +29,9 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 # onto a struggling server, and a long first wait made one random 503 the slowest
 # part of a whole call (docs/rate-limits.md).
 DEFAULT_RETRY_INITIAL_DELAY: Final = 0.1
+# Seconds a client waits out an endpoint that fails every request (RetryPolicy.outage_patience):
+# a deploy or a failover usually takes seconds; a minute is long past one.
+DEFAULT_OUTAGE_PATIENCE: Final = 60.0
 DEFAULT_RETRY_MAX_DELAY: Final = 8.0
 # Retries across a client: at most this share of its first attempts, plus this many
 # per second (gRPC retryThrottling and Finagle retry budgets use 10-20%).

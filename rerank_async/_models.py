@@ -172,6 +172,29 @@ class ReplicaStatistics:
     ejections: int
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointStatistics:
+    """What the client has learnt about its endpoint from the answers (docs/planner.md).
+
+    Attributes:
+        fixed_s: Seconds one request takes whatever its size, without queueing.
+        per_document_s: Seconds each document adds; ``None`` until two request
+            sizes have been seen.
+        tail_share: Share of answers slower than 1.5x that line (the tail).
+        tail_ratio: How many times the line those slow answers took, on average.
+        capacity: Requests in flight above which answers slow down (the server
+            queues); ``None`` while no slowdown has been seen.
+        samples: Answers learnt from.
+    """
+
+    fixed_s: float
+    per_document_s: float | None
+    tail_share: float
+    tail_ratio: float
+    capacity: int | None
+    samples: int
+
+
 # A frozen snapshot, like anyio's CapacityLimiterStatistics: read it, never reach past it.
 @dataclass(frozen=True, slots=True)
 class ClientStatistics:
@@ -198,6 +221,10 @@ class ClientStatistics:
         cache_hits: Texts this client found in its ``ScoreCache``.
         cache_misses: Texts it looked up there and sent.
         fallbacks: Calls this client handed to its ``fallback``.
+        endpoint: The fitted model of the endpoint; ``None`` before any answer.
+        outage_since: ``anyio.current_time()`` when the outage being waited out
+            began (requests held, one probe at a time), or ``None``.
+        outage_probes: Probes sent during outages since the client was made.
     """
 
     in_flight: int
@@ -214,3 +241,6 @@ class ClientStatistics:
     cache_hits: int = 0
     cache_misses: int = 0
     fallbacks: int = 0
+    endpoint: EndpointStatistics | None = None
+    outage_since: float | None = None
+    outage_probes: int = 0

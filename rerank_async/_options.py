@@ -19,6 +19,7 @@ import anyio
 from ._checks import check_int, check_seconds, is_number
 from ._constants import (
     DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_OUTAGE_PATIENCE,
     DEFAULT_RETRY_BUDGET_PER_SECOND,
     DEFAULT_RETRY_BUDGET_RATIO,
     DEFAULT_RETRY_INITIAL_DELAY,
@@ -93,6 +94,12 @@ class RetryPolicy:
             fails at once with ``RetryBudgetExhaustedError``. ``None`` for no
             budget (only ``max_retries`` per batch).
         budget_per_second: Retries allowed per second regardless of traffic.
+        outage_patience: Seconds an outage is waited out. When attempts fail in a
+            row with no answer between them (503s, refused connections), the client
+            holds its requests and probes with one at a time; the first answer
+            releases them all. Attempts that fail meanwhile do not count against
+            ``max_retries``; calls still fail at ``total_timeout``, and after this
+            long the held requests go out and fail as before. ``0`` never waits.
         sleep: How to wait. The testing seam: a recorder makes backoff instant
             and observable, without real sleeps.
         uniform: The jitter's random draw; tests inject a fixed one.
@@ -107,11 +114,12 @@ class RetryPolicy:
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     budget_ratio: float | None = DEFAULT_RETRY_BUDGET_RATIO
     budget_per_second: float = DEFAULT_RETRY_BUDGET_PER_SECOND
+    outage_patience: float = DEFAULT_OUTAGE_PATIENCE
     sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
     uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("initial_delay", "max_delay", "max_retry_after"):
+        for name in ("initial_delay", "max_delay", "max_retry_after", "outage_patience"):
             check_seconds(f"retry.{name}", getattr(self, name), allow_zero=True)
         if self.budget_ratio is not None:
             check_number("retry.budget_ratio", self.budget_ratio, positive=False)

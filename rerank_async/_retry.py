@@ -141,6 +141,10 @@ class RetrySignals(Protocol):
     def paused_until(self) -> float | None:
         """The clock time the whole client is paused until, or ``None``."""
 
+    @property
+    def in_outage(self) -> bool:
+        """Whether the client is waiting out an outage (holding requests, probing)."""
+
     def take_retry(self) -> bool:
         """Take one retry from the client's budget; ``False`` when it is spent."""
 
@@ -154,11 +158,14 @@ class RetryVerdict:
         delay: Seconds to wait first (backoff, ``Retry-After`` or the client's pause).
         error: What the batch fails with when ``retry`` is false: the attempt's own
             error, or ``RetryBudgetExhaustedError`` wrapping it.
+        reason: Why, for logs: "retry", "final", "attempts", "deadline", "budget",
+            "outage" (retried at the outage gate, not counted as an attempt).
     """
 
     retry: bool
     delay: float
     error: BaseException
+    reason: str
 
 
 class RetryDecision:
@@ -166,7 +173,8 @@ class RetryDecision:
 
     Every input is weighed here, in one place: whether the failure is retryable,
     the attempts left, the server's ``Retry-After``, the client-wide pause, the
-    call's deadline and the retry budget. The runner asks, and obeys the verdict.
+    call's deadline, the retry budget and an outage being waited out. The runner
+    asks, and obeys the verdict.
     One decision serves one batch, and remembers the client pause it has already
     waited out, so that a pause is obeyed once: in the backoff, not again at the
     gate (``waited_until``, which flow control reads).
@@ -179,7 +187,15 @@ class RetryDecision:
         clock: The clock ``deadline`` and the pause are on.
     """
 
-    __slots__ = ("clock", "deadline", "max_retries", "policy", "signals", "waited_until")
+    __slots__ = (
+        "clock",
+        "deadline",
+        "forgiven",
+        "max_retries",
+        "policy",
+        "signals",
+        "waited_until",
+    )
 
     def __init__(
         self,
@@ -197,14 +213,28 @@ class RetryDecision:
         self.clock = clock
         # The end of the client pause this batch's last backoff already covered.
         self.waited_until: float | None = None
+        # Attempts that failed while an outage was waited out: they are not counted.
+        self.forgiven = 0
 
     def __call__(self, failure: BaseException, attempt: int) -> RetryVerdict:
         """The verdict on attempt number ``attempt`` (1 for the first), failed with ``failure``."""
         if not is_retryable(failure):
-            return RetryVerdict(False, 0.0, failure)
-        if attempt > self.max_retries:
-            return RetryVerdict(False, 0.0, failure)
+            return RetryVerdict(False, 0.0, failure, "final")
         now = self.clock()
+        if (
+            self.signals.in_outage
+            and self.max_retries > 0
+            and not isinstance(failure, RateLimitError)
+        ):
+            # The endpoint is down and the client holds every request at its outage
+            # gate, which lets one probe through at a time and paces it (and takes
+            # each probe from the budget): the attempt goes back to wait there.
+            if now >= self.deadline:
+                return RetryVerdict(False, 0.0, failure, "deadline")
+            self.forgiven += 1
+            return RetryVerdict(True, 0.0, failure, "outage")
+        if attempt - self.forgiven > self.max_retries:
+            return RetryVerdict(False, 0.0, failure, "attempts")
         paused_until = self.signals.paused_until
         retry_after = getattr(failure, "retry_after", None)
         # A server's Retry-After wins over backoff, since it knows when capacity returns.
@@ -234,21 +264,22 @@ class RetryDecision:
             delay = max(delay, paused_until - now)
         # Sleeping into the deadline only to be cancelled would hide the real failure.
         if now + delay >= self.deadline:
-            return RetryVerdict(False, delay, failure)
+            return RetryVerdict(False, delay, failure, "deadline")
         # A retry the server paced with Retry-After is free: every request of the client
         # waits that pause out, and charging it drained the budget at the start of a job
         # over its rate limit (1-6 of 40 requests failed in bench_limits.py).
         if not (rate_limited and obeyed) and not self.signals.take_retry():
-            return RetryVerdict(False, delay, _budget_exhausted(failure))
+            return RetryVerdict(False, delay, _budget_exhausted(failure), "budget")
         if unwaited:
             self.waited_until = paused_until
-        return RetryVerdict(True, delay, failure)
+        return RetryVerdict(True, delay, failure, "retry")
 
 
 class NoSignals:
     """No client pause and no budget: for a retry loop used on its own."""
 
     paused_until: float | None = None
+    in_outage: bool = False
 
     def take_retry(self) -> bool:
         return True

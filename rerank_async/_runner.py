@@ -23,7 +23,8 @@ from ._call import CallState, batch_range_bounds, run_to_deadline
 from ._config import ClientOptions
 from ._constants import LOGGER_NAME, MAX_SPREAD_FACTOR
 from ._exceptions import APIStatusError
-from ._models import ClientStatistics
+from ._flow import EndpointEstimate, choose_width
+from ._models import ClientStatistics, EndpointStatistics
 from ._options import RetryPolicy
 from ._transports import BatchSender
 from .providers import Provider
@@ -98,6 +99,9 @@ class BatchRunner:
             paused_until=limits.paused_until,
             requests_this_minute=limits.requests_this_minute,
             tokens_this_minute=limits.tokens_this_minute,
+            endpoint=_endpoint_statistics(limits.endpoint),
+            outage_since=limits.outage_since,
+            outage_probes=limits.outage_probes,
         )
 
     async def run_call(
@@ -164,18 +168,25 @@ class BatchRunner:
         if not options.limits.split:
             return [(0, n_documents)]
         limit = self._batch_limit
-        # Spread over the adaptive limit's slots only when the call needs several requests
-        # anyway and no other call has work out (spreading into slots the next call needs
-        # sent 1.35 requests per 32-document call, measured), never for a resume
-        # (call.spread), and at most MAX_SPREAD_FACTOR times the fewest requests.
-        idle = spread and call.spread and n_documents > limit and self._outstanding_batches == 0
-        spans = plan_batches(
-            n_documents,
-            batch_size=limit,
-            min_batch_size=min(options.min_batch_size, limit),
-            free_slots=self.attempts.admission.concurrency_limit if idle else 1,
-            max_spread=MAX_SPREAD_FACTOR,
-        )
+        min_batch = min(options.min_batch_size, limit)
+        width = self._width(n_documents, min_batch) if spread and call.spread else None
+        if width is not None:
+            spans = plan_batches(n_documents, batch_size=limit, min_batch_size=1, free_slots=width)
+        else:
+            # No model of the endpoint yet: spread over the adaptive limit's slots only
+            # when the call needs several requests anyway and no other call has work out
+            # (spreading into slots the next call needs sent 1.35 requests per
+            # 32-document call, measured), never for a resume (call.spread), and at
+            # most MAX_SPREAD_FACTOR times the fewest requests.
+            idle = spread and call.spread and n_documents > limit
+            idle = idle and self._outstanding_batches == 0
+            spans = plan_batches(
+                n_documents,
+                batch_size=limit,
+                min_batch_size=min_batch,
+                free_slots=self.attempts.admission.concurrency_limit if idle else 1,
+                max_spread=MAX_SPREAD_FACTOR,
+            )
         budget = self._provider.max_tokens_per_request(options.model)
         if budget is None:
             return spans
@@ -183,6 +194,27 @@ class BatchRunner:
         query_tokens = estimate(call.query)
         costs = [query_tokens + estimate(document) for document in call.unique]
         return split_by_budget(spans, costs, budget)
+
+    def _width(self, n_documents: int, min_batch: int) -> int | None:
+        """A latency-planned call's number of requests, once the endpoint's model allows.
+
+        ``None`` while the model knows one request size only: the call is planned as
+        before, except that a call that fits one request, with slots free, is sent as
+        two halves once, so that the model sees a second size and can tell a fixed
+        cost from a per-document one.
+        """
+        admission = self.attempts.admission
+        estimate = admission.endpoint()
+        fewest = -(-n_documents // self._batch_limit)
+        most = max(fewest, n_documents // max(min_batch, 1))
+        free = admission.concurrency_limit - self._outstanding_batches
+        if estimate is None or most <= fewest or free <= 1:
+            return None
+        if estimate.per_document_s is None:
+            return 2 if fewest == 1 else None
+        return choose_width(
+            n_documents, fewest=fewest, most=most, free_slots=free, estimate=estimate
+        )
 
     def _start_batch(self, call: CallState, start: int, stop: int) -> None:
         assert call.task_group is not None  # only ever called inside the call's group
@@ -269,3 +301,16 @@ class BatchRunner:
         new_limit = hint if hint is not None and 0 < hint < size else -(-size // 2)
         self._batch_limit = min(self._batch_limit, new_limit)
         return new_limit
+
+
+def _endpoint_statistics(estimate: EndpointEstimate | None) -> EndpointStatistics | None:
+    if estimate is None:
+        return None
+    return EndpointStatistics(
+        fixed_s=estimate.fixed_s,
+        per_document_s=estimate.per_document_s,
+        tail_share=estimate.tail_share,
+        tail_ratio=estimate.tail_ratio,
+        capacity=estimate.capacity,
+        samples=estimate.samples,
+    )

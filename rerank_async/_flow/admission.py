@@ -7,22 +7,21 @@ attempt in ``admitted(...)`` and reports how it ended, once, with ``answered(...
 or ``failed(...)``; the retry decision (``_retry.RetryDecision``) reads its pause
 and takes from its budget. Every request, retry or hedge, is charged the same
 costs: a slot, one request and its tokens from the buckets. Order of the waits:
-the pause first (nothing goes out while the client is told to wait), then a
-slot, then the buckets, so that a request leaves the moment its rate share is
-granted and never sits in a bucket's queue without a slot to be sent on.
+the pause first (nothing goes out while the client is told to wait), then the
+outage gate (while the endpoint is down, one probe at a time), then a slot,
+then the buckets, so that a request leaves the moment its rate share is
+granted and never sits in a bucket's queue without a slot to be sent on. Each
+answer also teaches the endpoint's model (``EndpointModel``: latency by size,
+tail, capacity), which the runner plans with and the adaptive limit follows.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from functools import partial
 
 import anyio
-import sniffio
 
 from .._exceptions import (
     APIConnectionError,
@@ -30,61 +29,26 @@ from .._exceptions import (
     RateLimitError,
 )
 from .adaptive import AdaptiveLimit, LimitChange, Ticket
+from .clock import EventLoopClock
+from .endpoint_model import EndpointEstimate, EndpointModel
 from .latency_window import LatencyWindow
 from .limiter import FairLimiter
+from .outage import OutageGate
 from .rate_limiter import RateLimiter
 from .retry_budget import RetryBudget
+from .settings import AdmissionStatistics, LoadSettings
 from .shared_pause import SharedPause
 
 __all__ = ["Admission", "AdmissionStatistics", "HedgeSlots", "LoadSettings", "is_overload"]
 
-# Answers of the last second make a rate worth trusting once there are this many.
-_RATE_WINDOW_S = 1.0
-_MIN_ANSWERS_FOR_RATE = 8
 # Where hedge_after="auto" hedges. "The Tail at Scale" hedges at p95, which assumes
 # a tail thinner than 5%: against a server whose slowest 5% take 10x (the web_tail
 # benchmark) p95 falls inside the tail and no hedge fired (call p99 9x p50). At
 # p90 at most about 10% of requests are hedged, within the 20% retry budget.
 HEDGE_QUANTILE = 0.90
+
 # 503 unavailable, 502/504 gateways in front of a saturated backend, 529 overloaded.
 _OVERLOAD_STATUSES = frozenset({429, 502, 503, 504, 529})
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSettings:
-    """How a client limits the load it puts on a server.
-
-    Attributes:
-        max_concurrency: The most requests in flight (the adaptive limit's ceiling).
-        adaptive: Whether the limit follows the server; ``False`` keeps it at
-            ``max_concurrency``.
-        max_requests_per_minute: Client-side request rate limit, or ``None``.
-        max_tokens_per_minute: Client-side token rate limit, or ``None``.
-        retry_budget_ratio: Retries allowed per first attempt; ``None``: no budget.
-        retry_budget_floor: Retries allowed per second regardless of traffic.
-        max_pause: Most seconds one signal may pause the whole client.
-    """
-
-    max_concurrency: int
-    adaptive: bool = True
-    max_requests_per_minute: float | None = None
-    max_tokens_per_minute: float | None = None
-    retry_budget_ratio: float | None = 0.2
-    retry_budget_floor: float = 2.0
-    max_pause: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionStatistics:
-    """The load limits' state at one moment (see ``RerankClient.statistics()``)."""
-
-    concurrency_limit: int
-    in_flight: int
-    waiting: int
-    retry_budget_left: float | None
-    paused_until: float | None
-    requests_this_minute: int | None
-    tokens_this_minute: int | None
 
 
 def is_overload(error: BaseException) -> bool:
@@ -92,28 +56,6 @@ def is_overload(error: BaseException) -> bool:
     if isinstance(error, APIStatusError):
         return error.status_code in _OVERLOAD_STATUSES
     return isinstance(error, APIConnectionError)
-
-
-class EventLoopClock:
-    """``anyio.current_time()``, with the event loop's library looked up once.
-
-    anyio looks up the running library on every call (1.0 us, against 0.08 for
-    the clock itself, measured), and the admission path reads the clock five
-    times per request. On asyncio the loop's time is ``time.monotonic()``; on
-    other libraries (trio, whose clock a test may replace) anyio is still asked.
-    """
-
-    __slots__ = ("_read",)
-
-    def __init__(self) -> None:
-        self._read: Callable[[], float] | None = None
-
-    def __call__(self) -> float:
-        read = self._read
-        if read is None:
-            on_asyncio = sniffio.current_async_library() == "asyncio"
-            read = self._read = time.monotonic if on_asyncio else anyio.current_time
-        return read()
 
 
 class Admission:
@@ -134,24 +76,16 @@ class Admission:
     ) -> None:
         self._clock = clock = clock if clock is not None else EventLoopClock()
         self._sleep = sleep
-        # Smoothed seconds from admission to a successful answer (EWMA, 1/8 like TCP's SRTT).
-        self._latency = 0.0
-        self._answered: deque[float] = deque()  # answer times in the last second
+        self._endpoint = EndpointModel()
+        self._outage = OutageGate(patience=settings.outage_patience, clock=clock, sleep=sleep)
         self._latencies = LatencyWindow(HEDGE_QUANTILE)
         ceiling = settings.max_concurrency
         self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
         self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
         self._pause = SharedPause(max_pause=settings.max_pause, clock=clock, sleep=sleep)
-        self._requests = (
-            RateLimiter(settings.max_requests_per_minute, clock=clock, sleep=sleep)
-            if settings.max_requests_per_minute is not None
-            else None
-        )
-        self._tokens = (
-            RateLimiter(settings.max_tokens_per_minute, clock=clock, sleep=sleep)
-            if settings.max_tokens_per_minute is not None
-            else None
-        )
+        bucket = partial(_bucket, clock=clock, sleep=sleep)
+        self._requests = bucket(settings.max_requests_per_minute)
+        self._tokens = bucket(settings.max_tokens_per_minute)
         self._reserve = settings.max_concurrency
         self._budget = self._new_budget(settings.retry_budget_ratio, settings.retry_budget_floor)
 
@@ -175,12 +109,24 @@ class Admission:
         """Requests allowed in flight now."""
         return self._slots.total
 
+    @property
+    def in_outage(self) -> bool:  # requests held, one probe at a time (OutageGate)
+        return self._outage.waiting_out
+
+    def set_outage_patience(self, seconds: float) -> None:
+        """Wait an outage out for at most ``seconds`` from now on."""
+        self._outage.patience = seconds
+
+    def endpoint(self) -> EndpointEstimate | None:  # the fitted model, once known
+        return self._endpoint.estimate()
+
     @asynccontextmanager
     async def admitted(
         self,
         owner: Hashable,
         *,
         tokens: int = 0,
+        documents: int = 0,
         first_attempt: bool = True,
         pause_waited: float | None = None,
     ) -> AsyncIterator[Ticket]:
@@ -195,13 +141,23 @@ class Admission:
             pause_waited: The end of the client pause this request's backoff already
                 waited out (``RetryDecision.waited_until``): only a later extension
                 holds it back again.
+            documents: Documents the request carries, for the endpoint's model.
         """
         until = self._pause.until
         if until is not None and (pause_waited is None or until > pause_waited):
             await self._pause.wait()
+        probe = (
+            await self._outage.pass_through(self.take_retry)
+            if self._outage.since is not None
+            else 0
+        )
         # The slot is taken and given back here rather than by a nested context
         # manager: each generator-based one costs a few microseconds per request.
-        level = await self._slot_within_limit(owner)
+        try:
+            level = await self._slot_within_limit(owner)
+        except BaseException:
+            self._outage.probe_ended(probe)
+            raise
         try:
             if self._requests is not None:
                 await self._requests.acquire(1)
@@ -209,9 +165,10 @@ class Admission:
                 await self._tokens.acquire(tokens)
             if first_attempt and self._budget is not None:
                 self._budget.deposit()
-            yield self._stamp(level)
+            yield self._stamp(level, documents=documents, probe=probe)
         finally:
             self._slots.release()
+            self._outage.probe_ended(probe)
 
     async def _slot_within_limit(self, owner: Hashable) -> int:
         """A slot that is still within the limit when its holder gets to run.
@@ -236,7 +193,7 @@ class Admission:
         """
         if self._adaptive is None or not self._adaptive.overloaded or ticket.sent_at is None:
             return
-        remaining = self._latency - (self._clock() - ticket.sent_at)
+        remaining = self._endpoint.smoothed - (self._clock() - ticket.sent_at)
         if remaining > 0:
             with anyio.CancelScope(shield=True):
                 await self._sleep(remaining)
@@ -262,7 +219,7 @@ class Admission:
             requests.take(1)
         if token_bucket is not None:
             token_bucket.take(tokens)
-        return self._stamp(self._slots.in_use)
+        return self._stamp(self._slots.in_use, documents=0, probe=0)
 
     def release_extra(self) -> None:
         """Give back a slot taken by ``try_admit_extra``."""
@@ -314,16 +271,20 @@ class Admission:
         if self._tokens is not None and used_tokens is not None and estimated_tokens:
             self._tokens.correct(estimated_tokens, used_tokens)
         self._pause.on_answer()
+        self._outage.on_answer()
         now = self._clock()
         elapsed = now - ticket.sent_at if ticket.sent_at is not None else None
-        self._answered.append(now)
+        endpoint = self._endpoint
+        endpoint.on_answer(now, elapsed, documents=ticket.documents, level=ticket.level)
         if elapsed is not None:
             self._latencies.add(elapsed)
-            self._latency = (
-                elapsed if self._latency == 0 else (0.875 * self._latency + 0.125 * elapsed)
-            )
         if self._adaptive is not None:
             self._adaptive.on_success(ticket)
+            capacity = endpoint.capacity()
+            if capacity is not None:
+                self._adaptive.on_capacity(ticket, capacity)
+            elif endpoint.take_withdrawn():
+                self._adaptive.forget_wall()
             self._follow()
         if limit_reset_s is not None:
             self._pause.pause_for(limit_reset_s)
@@ -335,6 +296,8 @@ class Admission:
 
         Called once per failure, inside the ``admitted`` block that holds the slot.
         """
+        if is_overload(error) and not isinstance(error, RateLimitError):
+            self._outage.on_failure(probe=ticket.probe)
         if is_overload(error):
             self._on_overload(ticket, error)
         elif self._adaptive is not None:
@@ -349,24 +312,23 @@ class Admission:
         return AdmissionStatistics(
             concurrency_limit=self._slots.total,
             in_flight=self._slots.in_use,
-            waiting=self._slots.waiting + self._pause.waiting,
+            waiting=sum((self._slots.waiting, self._pause.waiting, self._outage.waiting)),
             retry_budget_left=self._budget.left() if self._budget is not None else None,
             paused_until=self._pause.until,
-            requests_this_minute=(
-                round(self._requests.used_this_minute()) if self._requests is not None else None
-            ),
-            tokens_this_minute=(
-                round(self._tokens.used_this_minute()) if self._tokens is not None else None
-            ),
+            requests_this_minute=_used(self._requests),
+            tokens_this_minute=_used(self._tokens),
+            endpoint=self._endpoint.estimate(),
+            outage_since=self._outage.since,
+            outage_probes=self._outage.probes,
         )
 
-    def _stamp(self, level: int) -> Ticket:
+    def _stamp(self, level: int, *, documents: int, probe: int) -> Ticket:
         epoch = 0 if self._adaptive is None else self._adaptive.on_send(level).epoch
         if level > self._slots.total:
             # Granted under a higher limit than now (the task resumed late): its
             # failure belongs to the burst that lowered the limit, not to this epoch.
             epoch = -1
-        return Ticket(level=max(1, level), epoch=epoch, sent_at=self._clock())
+        return Ticket(max(1, level), epoch, self._clock(), documents=documents, probe=probe)
 
     def _on_overload(self, ticket: Ticket, error: BaseException) -> None:
         if isinstance(error, RateLimitError):
@@ -376,34 +338,31 @@ class Admission:
                 self._pause.pause_for(error.retry_after)
         if self._adaptive is None:
             return
-        change = self._adaptive.on_overload(ticket, sustainable=self._sustainable())
-        if change is LimitChange.AT_FLOOR:
+        sustainable = self._endpoint.sustainable(self._clock())
+        change = self._adaptive.on_overload(ticket, sustainable=sustainable)
+        # While an outage is waited out its gate paces the probes; the pause would only
+        # delay the resumption.
+        if change is LimitChange.AT_FLOOR and self._outage.since is None:
             self._pause.on_overload_at_floor()
         self._follow()
-
-    def _sustainable(self) -> int | None:
-        """Concurrency that the answers of the last second need (Little's law).
-
-        ``0`` when nothing was answered in that second; ``None`` when the answers
-        span less than two round trips, which tells a burst, not a rate.
-        """
-        now = self._clock()
-        answers = self._answered
-        while answers and answers[0] < now - _RATE_WINDOW_S:
-            answers.popleft()
-        if not answers:
-            return 0
-        span = now - answers[0]
-        if len(answers) < _MIN_ANSWERS_FOR_RATE or self._latency <= 0:
-            return None
-        if span <= 0 or span < 2 * self._latency:
-            return None
-        return max(1, math.ceil(len(answers) / span * self._latency))
 
     def _follow(self) -> None:
         assert self._adaptive is not None
         if self._adaptive.limit != self._slots.total:
             self._slots.set_total(self._adaptive.limit)
+
+
+def _bucket(
+    per_minute: float | None,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+) -> RateLimiter | None:
+    return RateLimiter(per_minute, clock=clock, sleep=sleep) if per_minute is not None else None
+
+
+def _used(bucket: RateLimiter | None) -> int | None:
+    return round(bucket.used_this_minute()) if bucket is not None else None
 
 
 class HedgeSlots:

@@ -136,3 +136,42 @@ async def test_an_outage_costs_retries_within_the_budget_and_scores_nothing_twic
             assert outcome.result is not None
             assert_scored(outcome.request.query, list(outcome.request.documents),  # type: ignore[union-attr]
                           outcome.result.scores)  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_an_outage_is_waited_out_and_no_request_fails() -> None:
+    with limited_server(capacity=8, outage_start_s=0.3, outage_duration_s=1.5) as server:
+        requests = [RerankRequest(f"q{q}", documents(48, salt=str(q)), id=q) for q in range(120)]
+        async with client_for(server) as client:
+            async with client.rerank_many(requests) as outcomes:
+                results = [outcome async for outcome in outcomes]
+            stats = client.statistics()
+        served = server.stats()
+    assert [o for o in results if not o.ok] == []
+    assert stats.outage_probes > 0
+    assert stats.outage_since is None
+    ok = served["status_counts"].get("200", 0)
+    # One probe at a time while the endpoint is down: the attempts that met the outage
+    # stay near what was in flight when it began, plus the probes.
+    assert served["refusals"].get("outage", 0) <= 0.2 * ok + 12 * 2.0, served
+
+
+@pytest.mark.slow
+async def test_the_planner_spreads_on_a_per_document_server_and_not_on_a_fixed_one() -> None:
+    docs = documents(256)
+    with limited_server(latency_ms=5.0, per_doc_latency_ms=1.0, capacity=8) as server:
+        async with client_for(server, batch_size=256) as client:
+            for index in range(6):
+                await client.score(f"warm {index}", docs)
+            spread = await client.rerank("q", docs)
+            endpoint = client.statistics().endpoint
+    assert endpoint is not None
+    assert endpoint.per_document_s is not None
+    assert endpoint.per_document_s > 0
+    assert 4 <= spread.usage.requests <= 8
+    with limited_server(latency_ms=50.0, capacity=8) as server:
+        async with client_for(server, batch_size=256) as client:
+            for index in range(6):
+                await client.score(f"warm {index}", docs)
+            fixed = await client.rerank("q", docs)
+    assert fixed.usage.requests <= 2

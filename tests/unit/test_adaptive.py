@@ -48,10 +48,27 @@ def test_slow_start_doubles_per_round_trip_up_to_the_ceiling() -> None:
     assert limit.limit == 64  # never above the ceiling
 
 
-def test_an_unused_limit_does_not_grow() -> None:
+def test_an_unused_limit_grows_to_the_ceiling_until_something_pushes_back() -> None:
     limit = AdaptiveLimit(64, initial=16)
+    fill(limit, 100, level=2)  # nothing has pushed back: a first wide call meets the ceiling
+    assert limit.limit == 64
+
+
+def test_an_unused_limit_does_not_grow_once_something_pushed_back() -> None:
+    limit = AdaptiveLimit(64, initial=32)
+    fill(limit, 20, level=8)
+    limit.on_overload(Ticket(level=9, epoch=0))  # a wall at 8
     fill(limit, 100, level=2)  # only 2 in flight: the limit proves nothing
-    assert limit.limit == 16
+    assert limit.limit == 8
+
+
+def test_a_capacity_from_latency_caps_the_limit_once_per_epoch() -> None:
+    limit = AdaptiveLimit(32, initial=32)
+    ticket = limit.on_send(32)
+    assert limit.on_capacity(ticket, 8) is LimitChange.DECREASE
+    assert limit.limit == 8  # nothing queues at the server: the client's fair queue decides
+    assert limit.on_capacity(ticket, 4) is LimitChange.NONE  # the same burst, once
+    assert limit.on_capacity(limit.on_send(8), 8) is LimitChange.NONE
 
 
 def test_capacity_failures_at_the_top_retreat_below_the_failing_level() -> None:

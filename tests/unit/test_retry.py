@@ -122,6 +122,7 @@ class Paused:
 
     def __init__(self, until: float) -> None:
         self.paused_until: float | None = until
+        self.in_outage = False
 
     def take_retry(self) -> bool:
         return True
@@ -213,6 +214,8 @@ async def test_no_retry_starts_past_the_deadline() -> None:
 class Budget:
     """Flow control with ``left`` retries in its budget and no pause (or ``paused_until``)."""
 
+    in_outage = False
+
     def __init__(self, left: int, paused_until: float | None = None) -> None:
         self.left = left
         self.paused_until = paused_until
@@ -274,3 +277,46 @@ def test_a_client_pause_is_waited_out_once_in_the_backoff() -> None:
     assert decide(status_error(503), 2).delay == pytest.approx(0.2)  # already waited out
     signals.paused_until = 3.0  # extended: waited out again, to its new end
     assert decide(status_error(503), 3).delay == 3.0
+
+
+class Outage:
+    """Flow control that is waiting out an outage; no pause, no budget."""
+
+    paused_until: float | None = None
+    in_outage = True
+
+    def take_retry(self) -> bool:
+        return True
+
+
+def test_attempts_failed_during_an_outage_are_retried_at_the_gate_and_not_counted() -> None:
+    decide = RetryDecision(RetryPolicy(), 2, Outage(), clock=zero)
+    for attempt in range(1, 50):
+        verdict = decide(status_error(503), attempt)
+        assert (verdict.retry, verdict.delay, verdict.reason) == (True, 0.0, "outage")
+    Outage.in_outage = False
+    try:
+        # Over: the attempts before it still count, not the 49 during it.
+        assert decide(status_error(503), 50).retry
+        assert decide(status_error(503), 51).retry
+        assert decide(status_error(503), 52).reason == "attempts"
+    finally:
+        Outage.in_outage = True
+
+
+@pytest.mark.parametrize(
+    ("error", "max_retries", "deadline", "reason"),
+    [
+        (status_error(400), 2, 10.0, "final"),  # never retryable
+        (status_error(429), 0, 10.0, "attempts"),  # a rate limit is not an outage
+        (status_error(503), 0, 10.0, "attempts"),  # max_retries=0: no retries at all
+        (status_error(503), 2, 0.0, "deadline"),  # the call's deadline still holds
+    ],
+)
+def test_what_an_outage_does_not_forgive(
+    error: Exception, max_retries: int, deadline: float, reason: str
+) -> None:
+    decide = RetryDecision(RetryPolicy(), max_retries, Outage(), deadline=deadline, clock=zero)
+    verdict = decide(error, 1)
+    assert not verdict.retry
+    assert verdict.reason == reason
