@@ -246,30 +246,18 @@ class CallScorer:
         with a cache, over those it lacks."""
         if not documents:
             return [], Usage()
-        if self.cache is not None:
-            return await self.cache.score(
-                query,
-                documents,
-                instruction,
-                partial(
-                    self._score_sent,
-                    query,
-                    may_dedupe=may_dedupe,
-                    deadline_seconds=deadline_seconds,
-                    spread=spread,
-                    pool=pool,
-                    instruction=instruction,
-                ),
-            )
-        return await self._score_sent(
+        send = partial(
+            self._score_sent,
             query,
-            documents,
             may_dedupe=may_dedupe,
             deadline_seconds=deadline_seconds,
             spread=spread,
             pool=pool,
             instruction=instruction,
         )
+        if self.cache is None:
+            return await send(documents)
+        return await self.cache.score(query, documents, instruction, send)
 
     async def _score_sent(
         self,
