@@ -89,26 +89,6 @@ async def test_a_dead_replica_is_left_out_and_back_when_it_returns() -> None:
                 assert time.monotonic() - started < 10
 
 
-@pytest.mark.slow
-async def test_three_replicas_of_capacity_8_give_more_than_twice_the_throughput() -> None:
-    # Many rounds of requests: the last round of a call is uneven (least outstanding
-    # evens requests in flight, not when they end), and counts less the more there are.
-    config = ServerConfig(capacity=8, latency_ms=100)
-    texts = documents(64 * 160)
-
-    async def rate(urls: list[str]) -> float:
-        async with client_for(urls, max_concurrency=32) as client:
-            await client.rerank(QUERY, texts[:640])  # warm the connections
-            started = time.perf_counter()
-            await client.rerank(QUERY, texts)
-            return len(texts) / (time.perf_counter() - started)
-
-    with servers(3, config) as running:
-        one = await rate([running[0].base_url])
-        three = await rate([server.base_url for server in running])
-    assert three >= 2.5 * one, (one, three)
-
-
 def test_bulk_takes_base_url_repeated_for_replicas(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
