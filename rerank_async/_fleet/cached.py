@@ -7,14 +7,15 @@ call already has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from .._exceptions import RerankError
 from .._models import Usage
 from .._partial import PartialScores
 from .._resume import score_the_gaps
-from .cache import CacheContext, ScoreCache
+from .cache import ScoreCache
+from .cache_keys import CacheContext
 
 __all__ = ["CachedScoring"]
 
@@ -61,26 +62,21 @@ class CachedScoring:
         instruction: str | None,
         score_missing: Callable[[list[str]], Awaitable[tuple[list[float], Usage]]],
     ) -> tuple[list[float], Usage]:
-        cache = self.cache
-        keys = cache.keys(CacheContext(self._provider, self._model, instruction, query), documents)
-        cached = cache.lookup(keys)
+        context = CacheContext(self._provider, self._model, instruction, query)
+        cached = self.cache.lookup(context, documents)
         hits = len(documents) - cached.count(None)
         self.hits += hits
         self.misses += len(documents) - hits
         if hits == 0:
             # A cold call, the common case of a first run: no merge to make.
-            scores, usage = await self._score_storing(keys, documents, score_missing)
+            scores, usage = await self._score_storing(context, documents, score_missing)
         elif hits == len(documents):
             scores, usage = cached, Usage()  # type: ignore[assignment]  # no None left
         else:
-            known = PartialScores.from_scores(cached)
-            missing = known.missing()
             scores, sent = await score_the_gaps(
                 documents,
-                known,
-                partial(
-                    self._score_storing, [keys[index] for index in missing], score=score_missing
-                ),
+                PartialScores.from_scores(cached),
+                partial(self._score_storing, context, score=score_missing),
             )
             usage = sent or Usage()
         return scores, usage.model_copy(
@@ -93,22 +89,24 @@ class CachedScoring:
 
     async def _score_storing(
         self,
-        keys: Sequence[Hashable],
+        context: CacheContext,
         documents: list[str],
         score: Callable[[list[str]], Awaitable[tuple[list[float], Usage]]],
     ) -> tuple[list[float], Usage]:
-        """``score(documents)``, each score stored under its key; on a failure, those
+        """``score(documents)``, each score stored under ``context``; on a failure, those
         its ``partial`` kept."""
         try:
             scores, usage = await score(documents)
         except RerankError as error:
             if error.partial is not None:
                 kept = [
-                    (key, value)
-                    for key, value in zip(keys, error.partial.scores, strict=True)
+                    (document, value)
+                    for document, value in zip(documents, error.partial.scores, strict=True)
                     if value is not None
                 ]
-                self.cache.store([key for key, _ in kept], [value for _, value in kept])
+                self.cache.store(
+                    context, [document for document, _ in kept], [value for _, value in kept]
+                )
             raise
-        self.cache.store(keys, scores)
+        self.cache.store(context, documents, scores)
         return scores, usage

@@ -118,7 +118,7 @@ class _Replica:
         self.latency: float | None = None
         self.ejected_until: float | None = None
 
-    def busy(self, now: float) -> int:
+    def busy(self, now: float, usual: float | None) -> int:
         """Requests in flight that are not about to end.
 
         A request whose age is near the usual latency is counted as ending: when many
@@ -126,10 +126,13 @@ class _Replica:
         next request while the others, about to answer too, look busy; its last ones
         then queue behind its own (a 3,000-document call over three servers of 8 slots
         took three rounds instead of two). One much older than usual counts again: a
-        replica that hangs must not look idle.
+        replica that hangs must not look idle. Before its own first answer a replica
+        goes by ``usual``, the latency of the set's other replicas (of one model):
+        otherwise, on a new client, the first replica to answer looks idle beside the
+        others, whose answers are a moment behind, and takes the next round alone.
         """
-        latency = self.latency
-        if latency is None:
+        latency = self.latency if self.latency is not None else usual
+        if not latency:  # nothing heard yet, or answers on a clock that did not move
             return self.in_flight
         ending = sum(
             1 for sent in self.sent_at if _ENDING * latency <= now - sent <= _OVERDUE * latency
@@ -212,6 +215,8 @@ class ReplicaSet:
         self._clock = clock
         self._policy = policy or EjectionPolicy()
         self._turn = 0
+        # The latest smoothed latency of any replica: the guess for one not heard from.
+        self._usual_latency: float | None = None
         self._freed: anyio.Event | None = None
         self._went_down: anyio.Event | None = None
 
@@ -276,6 +281,7 @@ class ReplicaSet:
             replica.latency = (
                 latency if previous is None else previous + _LATENCY_WEIGHT * (latency - previous)
             )
+            self._usual_latency = replica.latency
             return scores
         finally:
             replica.in_flight -= 1
@@ -325,6 +331,7 @@ class ReplicaSet:
         start = self._turn
         self._turn = (start + 1) % count
         recent = self._policy.recent_failure_s
+        usual = self._usual_latency
         best: _Replica | None = None
         best_key = (2, 0)
         for offset in range(count):
@@ -342,7 +349,7 @@ class ReplicaSet:
             # Requests in flight, not their share of the limit: a server's queue is as
             # long as what was sent to it, whatever the limit has learned (Envoy's
             # LEAST_REQUEST); the limit only caps.
-            key = (int(now - replica.last_failure < recent), replica.busy(now))
+            key = (int(now - replica.last_failure < recent), replica.busy(now, usual))
             if best is None or key < best_key:
                 best, best_key = replica, key
         return best

@@ -156,23 +156,97 @@ async def test_a_failed_call_stores_only_what_succeeded(tmp_path: Path) -> None:
             assert server.stats()["documents"] == 128 - scored
 
 
+def context(query: str = QUERY, model: str = "acme/a") -> CacheContext:
+    return CacheContext("deepinfra", model, None, query)
+
+
 def test_the_memory_cache_evicts_the_least_recently_used() -> None:
     cache = ScoreCache(max_entries=2)
-    cache.store([b"a", b"b"], [0.1, 0.2])
-    assert cache.lookup([b"a"]) == [0.1]  # "a" is now the most recent
-    cache.store([b"c"], [0.3])
-    assert cache.lookup([b"a", b"b", b"c"]) == [0.1, None, 0.3]
+    cache.store(context(), ["a", "b"], [0.1, 0.2])
+    assert cache.lookup(context(), ["a"]) == [0.1]  # "a" is now the most recent
+    cache.store(context(), ["c"], [0.3])
+    assert cache.lookup(context(), ["a", "b", "c"]) == [0.1, None, 0.3]
 
 
-def test_a_file_is_trimmed_to_max_entries(tmp_path: Path) -> None:
-    cache = ScoreCache(path=tmp_path / "small.sqlite", max_entries=10)
+def test_a_file_is_trimmed_to_max_entries_with_its_contexts(tmp_path: Path) -> None:
+    path = tmp_path / "small.sqlite"
+    cache = ScoreCache(path=path, max_entries=10)
     for start in range(0, 50, 5):
-        cache.store([bytes([i]) for i in range(start, start + 5)], [float(i) for i in range(5)])
+        # A query of its own each time: its context goes once its scores have gone.
+        texts = [str(i) for i in range(start, start + 5)]
+        cache.store(context(f"q{start}"), texts, [float(i) for i in range(5)])
         cache.flush()  # one write each, as if a second passed between them
-    found = cache.lookup([bytes([i]) for i in range(50)])
+    found = [
+        score
+        for start in range(0, 50, 5)
+        for score in cache.lookup(context(f"q{start}"), [str(i) for i in range(start, start + 5)])
+    ]
     cache.close()
     assert sum(score is not None for score in found) <= 11
     assert found[-1] is not None
+    assert sql(path, "SELECT count(*) FROM contexts")[0][0] <= 3
+
+
+def test_a_cold_context_misses_without_hashing_its_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ScoreCache(path=tmp_path / "scores.sqlite")
+    cache.store(context("known"), ["a", "b"], [0.1, 0.2])
+    cache.flush()
+    hashed: list[int] = []
+    keys = CacheContext.keys
+
+    def counting(self: CacheContext, documents: list[str]) -> list[bytes]:
+        hashed.append(len(documents))
+        return keys(self, documents)
+
+    monkeypatch.setattr(CacheContext, "keys", counting)
+    assert cache.lookup(context("never seen"), ["a", "b", "c"]) == [None, None, None]
+    assert hashed == []
+    assert cache.lookup(context("known"), ["a", "b", "c"]) == [0.1, 0.2, None]
+    assert hashed == [3]
+    cache.close()
+
+
+def test_a_context_another_process_wrote_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "scores.sqlite"
+    reader, writer = ScoreCache(path=path), ScoreCache(path=path)
+    assert reader.lookup(context(), ["a"]) == [None]  # the reader's file is open first
+    writer.store(context(), ["a"], [0.5])
+    writer.flush()
+    assert reader.lookup(context(), ["a"]) == [0.5]
+    reader.close()
+    writer.close()
+
+
+def test_a_file_of_the_older_format_is_rebuilt_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.sqlite"
+    sql(path, "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    sql(path, "INSERT INTO meta VALUES ('format', 'rerank_async.score_cache'), ('version', '1')")
+    sql(
+        path, "CREATE TABLE scores (key BLOB PRIMARY KEY, score REAL, crc INTEGER, written INTEGER)"
+    )
+    cache = ScoreCache(path=path)
+    with caplog.at_level("WARNING", logger="rerank_async"):
+        assert cache.lookup(context(), ["a"]) == [None]
+    assert "older" in caplog.text
+    assert str(path) in caplog.text
+    cache.store(context(), ["a"], [0.5])
+    cache.close()
+    assert sql(path, "SELECT value FROM meta WHERE name = 'version'") == [("2",)]
+    assert ScoreCache(path=path).lookup(context(), ["a"]) == [0.5]
+
+
+def test_a_file_of_a_newer_format_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    sql(path, "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    sql(path, "INSERT INTO meta VALUES ('format', 'rerank_async.score_cache'), ('version', '9')")
+    sql(path, "CREATE TABLE scores (key BLOB PRIMARY KEY)")
+    with pytest.raises(ScoreCacheError, match=r"version '9'.*new\.sqlite|new\.sqlite.*version '9'"):
+        ScoreCache(path=path).lookup(context(), ["a"])
+    assert sql(path, "SELECT value FROM meta WHERE name = 'version'") == [("9",)]
 
 
 async def test_a_finished_call_is_in_the_file_for_another_client(
@@ -238,10 +312,10 @@ def test_after_a_fork_the_file_is_opened_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = ScoreCache(path=tmp_path / "scores.sqlite")
-    cache.store([b"k" * 16], [0.25])
+    cache.store(context(), ["k"], [0.25])
     cache.flush()
     parent = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # as seen from a child
-    cache.store([b"c" * 16], [0.75])
-    assert cache.lookup([b"k" * 16, b"c" * 16]) == [0.25, 0.75]
+    cache.store(context(), ["c"], [0.75])
+    assert cache.lookup(context(), ["k", "c"]) == [0.25, 0.75]
     cache.close()

@@ -202,10 +202,13 @@ def test_requests_about_to_end_do_not_count_as_busy() -> None:
     replica = _Replica("http://r", FakeReplica(), AdaptiveLimit(8))
     replica.in_flight = 4
     replica.sent_at = [0.0, 0.0, 0.9, 1.0]
-    assert replica.busy(1.0) == 4  # no latency learned yet: every request counts
+    assert replica.busy(1.0, None) == 4  # no latency known yet: every request counts
+    # Before its own first answer, the other replicas' latency stands in for its own.
+    assert replica.busy(1.0, 1.0) == 2
     replica.latency = 1.0
     # Ages 1.0, 1.0 (ending), 0.1, 0.0 (young): two busy.
-    assert replica.busy(1.0) == 2
+    assert replica.busy(1.0, None) == 2
+    assert replica.busy(1.0, 5.0) == 2  # its own latency, once known, comes first
     # Past twice the usual latency a request counts again: a replica that hangs must
     # not look idle.
-    assert replica.busy(3.5) == 4
+    assert replica.busy(3.5, None) == 4

@@ -54,6 +54,21 @@ async def test_three_replicas_share_a_call() -> None:
     assert all(replica.in_flight == 0 for replica in replicas)
 
 
+async def test_a_new_client_spreads_its_first_call_evenly() -> None:
+    # 47 requests over three servers of 8 slots: two rounds each when they share
+    # 16/16/15. The first replica to answer must not take the second round alone
+    # while the others' answers are a moment behind (it then needs a third round).
+    with servers(3, ServerConfig(capacity=8, latency_ms=100)) as running:
+        urls = [server.base_url for server in running]
+        async with client_for(urls) as warming:  # a new server's first answers come late
+            await warming.rerank(QUERY, documents(3000))
+        async with client_for(urls) as client:
+            await client.rerank(QUERY, documents(3000))
+            requests = [replica.requests for replica in client.statistics().replicas]
+    assert sum(requests) == 47
+    assert max(requests) <= 16, requests
+
+
 @pytest.mark.slow
 async def test_a_dead_replica_is_left_out_and_back_when_it_returns() -> None:
     config = ServerConfig(latency_ms=5)
