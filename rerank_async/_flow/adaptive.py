@@ -90,14 +90,13 @@ class AdaptiveLimit:
     Args:
         ceiling: The most it may reach (the client's ``max_concurrency``).
         initial: Where it starts; ``min(ceiling, 16)`` by default. Until the first
-            overload signal it doubles every round trip (one slot per success),
-            so a healthy server reaches the ceiling within a round trip or two.
-            Starting at the default ceiling (32) instead made a new client's first
-            wide call as fast as a fixed bound's, but its first burst put 24
+            overload signal it doubles every round trip (one slot per success).
+            A client's ``Admission`` starts it at the ceiling instead and paces
+            the first burst (``FirstWave``): unpaced, a burst of 32 put 24
             requests over an unknown cap of 8 (429s 8.5-9.5% of a 10,000-document
-            call, against 5.4%) and, over a 20 requests/s limit, spent the retry
-            budget before the limit had come down (5 of 40 requests failed in one
-            run of three; bench_limits.py).
+            call) and, over a 20 requests/s limit, spent the retry budget before
+            the limit had come down (bench_limits.py). A replica's limit
+            (``ReplicaSet``) starts at the default.
         backoff_ratio: The multiplicative cut on overload, in (0, 1).
 
     Raises:

@@ -31,6 +31,7 @@ from .._exceptions import (
 from .adaptive import AdaptiveLimit, LimitChange, Ticket
 from .clock import EventLoopClock
 from .endpoint_model import EndpointEstimate, EndpointModel
+from .first_wave import FirstWave
 from .latency_window import LatencyWindow
 from .limiter import FairLimiter
 from .outage import OutageGate
@@ -80,7 +81,8 @@ class Admission:
         self._outage = OutageGate(patience=settings.outage_patience, clock=clock, sleep=sleep)
         self._latencies = LatencyWindow(HEDGE_QUANTILE)
         ceiling = settings.max_concurrency
-        self._adaptive = AdaptiveLimit(ceiling) if settings.adaptive else None
+        self._first_wave = FirstWave(clock, sleep, going=settings.adaptive)
+        self._adaptive = AdaptiveLimit(ceiling, initial=ceiling) if settings.adaptive else None
         self._slots = FairLimiter(self._adaptive.limit if self._adaptive else ceiling)
         self._pause = SharedPause(max_pause=settings.max_pause, clock=clock, sleep=sleep)
         bucket = partial(_bucket, clock=clock, sleep=sleep)
@@ -179,6 +181,7 @@ class Admission:
         """
         while True:
             level = await self._slots.acquire(owner)
+            await self._first_wave.pace(level)
             if self._slots.in_use <= self._slots.total:
                 return level
             self._slots.release()
@@ -272,6 +275,7 @@ class Admission:
             self._tokens.correct(estimated_tokens, used_tokens)
         self._pause.on_answer()
         self._outage.on_answer()
+        self._first_wave.end()
         now = self._clock()
         elapsed = now - ticket.sent_at if ticket.sent_at is not None else None
         endpoint = self._endpoint
@@ -337,6 +341,11 @@ class Admission:
                 # The only request in flight: nothing else can be to blame.
                 self._pause.pause_for(error.retry_after)
         if self._adaptive is None:
+            return
+        cap = self._first_wave.overloaded(ticket.level, error)
+        if cap is not None:
+            self._adaptive.on_capacity(ticket, cap)
+            self._follow()
             return
         sustainable = self._endpoint.sustainable(self._clock())
         change = self._adaptive.on_overload(ticket, sustainable=sustainable)

@@ -262,7 +262,9 @@ async def test_any_batching_gives_pointwise_scores(
 async def test_concurrency_bound_holds_across_500_concurrent_calls(
     mock_api: respx.MockRouter,
 ) -> None:
-    fake = FakeReranker()
+    # Answers that take a moment, so that requests overlap once a new client's first
+    # burst (paced until the first answer) is over.
+    fake = FakeReranker(delay=0.002)
     mock_api.post(URL).mock(side_effect=fake)
     results: dict[int, list[float]] = {}
 
