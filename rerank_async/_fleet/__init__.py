@@ -6,6 +6,8 @@ One entry point, ``Fleet.open`` (below), which the client calls once:
                   replica its own adaptive limit, outlier ejection and probing
     fallback.py   FallbackChain: a call that failed for good re-run whole elsewhere
     cache.py      ScoreCache (public): an in-memory LRU or a SQLite file, by content hash
+    cache_keys.py CacheContext: the keys of one call's scores
+    cache_file.py ScoreFile: the SQLite file, its schema, its checks
     cached.py     CachedScoring: one client's lookups, merge and stores
 """
 

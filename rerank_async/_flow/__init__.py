@@ -12,6 +12,7 @@ leaves, each with no I/O of its own and a clock that tests inject:
     endpoint_model.py  EndpointModel: latency by request size, the tail, the capacity
     width.py           choose_width: a call's number of requests, from that model
     outage.py          OutageGate: requests held while the endpoint is down, one probe
+    first_wave.py      FirstWave: a new client's first burst, paced until it is answered
     settings.py        LoadSettings and AdmissionStatistics, plain records
     clock.py           EventLoopClock
 """
