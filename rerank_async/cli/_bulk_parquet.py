@@ -64,6 +64,8 @@ def _schema(id_type: pa.DataType) -> pa.Schema:
             ("scores", pa.list_(pa.float64())),
             ("ranking", pa.list_(pa.int64())),
             ("input_tokens", pa.int64()),
+            # Who scored the line (a fallback's model, when it fell back).
+            ("model", pa.string()),
             ("error_type", pa.string()),
             ("error_message", pa.string()),
             ("error_status_code", pa.int64()),
@@ -182,6 +184,7 @@ class ParquetOutput:
             columns["scores"].append(scores)
             columns["ranking"].append(record["ranking"])
             columns["input_tokens"].append(record.get("input_tokens"))
+            columns["model"].append(record.get("model"))
             self._scores += len(scores)
             for name in ("error_type", "error_message", "error_status_code", "error_line"):
                 columns[name].append(None)
@@ -189,6 +192,7 @@ class ParquetOutput:
             columns["scores"].append(None)
             columns["ranking"].append(None)
             columns["input_tokens"].append(None)
+            columns["model"].append(None)
             columns["error_type"].append(error["type"])
             columns["error_message"].append(error["message"])
             columns["error_status_code"].append(error.get("status_code"))
@@ -282,7 +286,7 @@ def _check_ours(path: str, *, overwrite: bool, warn: Callable[[str], None]) -> N
     )
     if foreign:
         raise not_ours(path, f"it holds {', '.join(foreign[:5])}")
-    wanted = set(_schema(pa.string()).names) - {"fingerprint"}  # older parts lack it
+    wanted = set(_schema(pa.string()).names) - {"fingerprint", "model"}  # older parts lack them
     for part in _parts(path):
         try:
             names = set(pq.read_schema(part).names)

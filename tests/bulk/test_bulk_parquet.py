@@ -53,6 +53,9 @@ def test_parquet_in_parquet_out(
     assert len(list(out.glob("part-*.parquet"))) == 3  # 15 + 15 + 10
     rows = read_output(out)
     assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in requests)
+    # Every line names the model that scored it, in its own column.
+    (model,) = {row["model"] for row in rows}
+    assert model
     by_id = {r["id"]: r for r in requests}
     for row in rows:
         request = by_id[row["id"]]
@@ -63,8 +66,8 @@ def test_parquet_in_parquet_out(
     # The directory reads as one table, the lock file ignored.
     assert pq.read_table(out).num_rows == 40
     assert pq.read_table(out).schema.names == [
-        "id", "fingerprint", "scores", "ranking", "input_tokens", "error_type", "error_message",
-        "error_status_code", "error_line",
+        "id", "fingerprint", "scores", "ranking", "input_tokens", "model", "error_type",
+        "error_message", "error_status_code", "error_line",
     ]  # fmt: skip
 
 
