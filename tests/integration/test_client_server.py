@@ -82,7 +82,10 @@ async def test_batch_size_one(server: RunningServer) -> None:
 async def test_concurrency_bound_is_respected_on_the_wire(
     server: RunningServer, engine: str
 ) -> None:
-    with running_server(ServerConfig(latency_ms=5)) as slow:
+    # 20 ms answers keep the client's 12 slots full once a new client's first burst,
+    # paced until the first answer, is out: at 5 ms, with server and client in one
+    # process, answers sometimes came back faster than the client refilled its slots.
+    with running_server(ServerConfig(latency_ms=20)) as slow:
         async with RerankClient(
             http_client=engine, base_url=slow.base_url, batch_size=8, max_concurrency=12
         ) as client:
