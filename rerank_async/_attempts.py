@@ -206,13 +206,16 @@ class BatchAttempts:
     async def _send_maybe_hedged(
         self, owner: AttemptCounters, batch: BatchRequest, tokens: int
     ) -> BatchScores:
-        hedge_after = self._options.hedge_after
-        max_hedges = 1
-        if hedge_after == "auto":
-            hedge_after = self.admission.hedge_threshold()
-            max_hedges = AUTO_MAX_HEDGES
-        if hedge_after is None:
+        configured = self._options.hedge_after
+        if configured is None:
             return await self._sender.send(batch)
+        max_hedges = 1
+        hedge_after: float | Callable[[], float | None]
+        if configured == "auto":
+            hedge_after = self.admission.hedge_threshold  # read again as answers come
+            max_hedges = AUTO_MAX_HEDGES
+        else:
+            hedge_after = configured
 
         def count_hedge() -> None:
             owner.requests += 1

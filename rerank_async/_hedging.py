@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
 
 __all__ = ["ExtraSlots", "race_hedged"]
 
 T = TypeVar("T")
+
+# How often a race looks again for a threshold while none is known (a new client's
+# requests before any answer): a small share of any reranker's latency.
+_UNKNOWN_RECHECK_S: Final = 0.005
 
 
 class ExtraSlots(Protocol):
@@ -23,7 +27,7 @@ class ExtraSlots(Protocol):
 async def race_hedged(
     send: Callable[[], Awaitable[T]],
     *,
-    hedge_after: float,
+    hedge_after: float | Callable[[], float | None],
     limiter: ExtraSlots,
     on_hedge: Callable[[], None] | None = None,
     max_hedges: int = 1,
@@ -47,7 +51,11 @@ async def race_hedged(
 
     Args:
         send: One attempt; each copy calls it once.
-        hedge_after: Seconds to wait for an answer before each hedge.
+        hedge_after: Seconds to wait for an answer before each hedge: copy k goes
+            ``k * hedge_after`` after the first. A callable is read again while
+            waiting (``hedge_after="auto"``'s threshold moves with each answer), and
+            may return ``None`` while nothing is known yet: the first requests of a
+            new client are hedged too, once the first answers say how long is slow.
         limiter: Where each copy's extra slot comes from.
         on_hedge: Called when a copy is sent.
         max_hedges: The most copies sent besides the first.
@@ -77,12 +85,21 @@ async def race_hedged(
             if running == 0:
                 settled.set()
 
+    threshold = hedge_after if callable(hedge_after) else lambda: hedge_after
+    started = anyio.current_time()
     async with anyio.create_task_group() as racers:
         running = 1
         racers.start_soon(copy, False)
-        for _ in range(max_hedges):
-            with anyio.move_on_after(hedge_after):
-                await settled.wait()
+        for hedge in range(1, max_hedges + 1):
+            while not settled.is_set():
+                after = threshold()
+                wait = _UNKNOWN_RECHECK_S if after is None else started + hedge * after
+                if after is not None:
+                    wait -= anyio.current_time()
+                if wait <= 0:
+                    break
+                with anyio.move_on_after(wait):
+                    await settled.wait()
             if settled.is_set():
                 break
             if limiter.try_acquire():

@@ -196,3 +196,49 @@ async def test_no_hedge_when_the_token_limit_has_no_room_now(
         result = await client.rerank(QUERY, documents)
     assert result.usage.hedges == 0
     assert fake.calls == 1
+
+
+async def test_a_threshold_unknown_at_first_is_read_again_while_waiting() -> None:
+    # hedge_after="auto" before any answer: nothing is known when the race starts, and
+    # the first request of a new client must still be hedged once something is.
+    threshold: list[float | None] = [None]
+    sent: list[str] = []
+
+    async def send() -> str:
+        sent.append("copy")
+        if len(sent) == 1:
+            threshold[0] = 0.01  # another request's answer arrives meanwhile
+            await anyio.sleep_forever()
+        return "hedge"
+
+    limiter = FairLimiter(2)
+    with anyio.fail_after(5):
+        answer = await race_hedged(send, hedge_after=lambda: threshold[0], limiter=limiter)
+    assert answer == "hedge"
+    assert sent == ["copy", "copy"]
+    assert limiter.in_use == 0
+
+
+async def test_auto_hedges_a_new_clients_first_call_once_another_batch_answers(
+    mock_api: respx.MockRouter,
+) -> None:
+    # Nothing is known when the first call's batches go out; the fast batch's answer
+    # tells how long is slow, and the batch whose first copy never answers is hedged.
+    def delay(body: dict[str, object]) -> float:
+        return math.inf if body["documents"] == ["stuck"] else 0.005
+
+    fake = FakeReranker(delay=delay)
+    calls: list[int] = []
+
+    async def once_stuck(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) > 2:  # the hedge: answered at once
+            fake.delay = 0.0
+        return await fake(request)
+
+    mock_api.post(URL).mock(side_effect=once_stuck)
+    async with make_client(hedge_after="auto", batch_size=1, max_concurrency=4) as client:
+        with anyio.fail_after(5):
+            result = await client.rerank(QUERY, ["fast", "stuck"])
+    assert result.scores == [pointwise_score(QUERY, d) for d in ["fast", "stuck"]]
+    assert result.usage.hedges == 1
