@@ -27,6 +27,7 @@ from rerank_async import RerankClient, RetryPolicy
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECONDS = 30.0
+CONCURRENCY = 16
 LIBRARY = tracemalloc.Filter(inclusive=True, filename_pattern="*rerank_async*", all_frames=True)
 
 
@@ -46,7 +47,7 @@ async def soak(base_url: str, run: Run) -> tuple[int, int, int, int, int, int]:
         base_url=base_url,
         http_client=run.engine,  # type: ignore[arg-type]
         batch_size=16,
-        max_concurrency=16,
+        max_concurrency=CONCURRENCY,
         max_retries=10,
         retry=RetryPolicy(initial_delay=0.01, max_delay=0.05, budget_ratio=None),
     ) as client:
@@ -91,7 +92,14 @@ def test_a_short_soak_with_faults_keeps_every_score_and_grows_nothing(engine: st
     assert run.checked_calls > 10
     assert run.wrong_scores == 0
     assert run.failed_calls == 0
-    # Connections come and go with the faults (up to max_concurrency of them): no growth.
-    assert fds_end <= fds_middle + 2, (fds_middle, fds_end)
+    # Connections come and go with the faults, up to max_concurrency of them open at
+    # once: how many are open at one instant moves by several between two samples
+    # (29 mid-run, 32 at the end, in one CI run), so the bound is the pool's size over
+    # the start, which a leak of one socket per faulted request passes within seconds.
+    assert max(fds_middle, fds_end) <= fds_before + CONCURRENCY + 2, (
+        fds_before,
+        fds_middle,
+        fds_end,
+    )
     assert fds_closed <= fds_before + 2, (fds_before, fds_closed)
     assert bytes_end - bytes_middle < 256 * 1024, (bytes_middle, bytes_end)
