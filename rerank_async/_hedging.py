@@ -93,9 +93,8 @@ async def race_hedged(
         for hedge in range(1, max_hedges + 1):
             while not settled.is_set():
                 after = threshold()
-                wait = _UNKNOWN_RECHECK_S if after is None else started + hedge * after
-                if after is not None:
-                    wait -= anyio.current_time()
+                due = None if after is None else started + hedge * after
+                wait = _UNKNOWN_RECHECK_S if due is None else due - anyio.current_time()
                 if wait <= 0:
                     break
                 with anyio.move_on_after(wait):

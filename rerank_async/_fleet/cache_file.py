@@ -23,12 +23,13 @@ Two tables of digests, no plaintext (``CacheContext``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import struct
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -114,14 +115,8 @@ class ScoreFile:
             # missing, 4.7 to 1.8 found, measured). Both grow only as pages are read.
             connection.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
             connection.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._check_or_create()
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
             (rows,) = connection.execute("SELECT count(*) FROM scores").fetchone()
             return int(rows)
 
@@ -240,27 +235,31 @@ class ScoreFile:
             return
         written = time.time_ns()
         pending, self._pending, self._pending_rows = self._pending, {}, 0
+        with self._errors_named("could not be written"), self._transaction() as connection:
+            for digest, scores in pending.items():
+                context_id = self._written_context(digest, written)
+                connection.executemany(
+                    "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
+                    [(context_id, key, score, _crc(key, score)) for key, score in scores.items()],
+                )
+                self._rows += len(scores)
+            if self._rows > self._max_entries * (1 + _TRIM_SLACK):
+                self._trim()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, rolled back on any error. ``BEGIN IMMEDIATE`` takes
+        the write lock at once: another process's writer waits for it (the
+        connection's timeout) instead of failing halfway."""
         connection = self._connection
-        with self._errors_named("could not be written"):
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for digest, scores in pending.items():
-                    context_id = self._written_context(digest, written)
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
-                        [
-                            (context_id, key, score, _crc(key, score))
-                            for key, score in scores.items()
-                        ],
-                    )
-                    self._rows += len(scores)
-                if self._rows > self._max_entries * (1 + _TRIM_SLACK):
-                    self._trim()
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _written_context(self, digest: bytes, written: int) -> int:
         """The id of this context's row, added or stamped ``written`` (within the
